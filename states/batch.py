@@ -1,0 +1,155 @@
+"""The batch work the schedules run: the deadline sweep and the tranche payments.
+
+Both work in chunks, one write transaction per chunk, and are safe to run
+twice at once or again after a crash: a deadline step moves the case's
+``due_at`` past the sweep's instant in the same transaction that acts on it,
+and a tranche goes from ``scheduled`` to ``paid`` only once. On SQLite the
+chunks' transactions serialise (``BEGIN IMMEDIATE``); on PostgreSQL each
+chunk locks its rows with ``FOR UPDATE SKIP LOCKED`` so concurrent runs share
+the work. One case that fails is reported and skipped; the rest goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine, exists
+from sqlmodel import col, select
+
+from states.clock import paris_day, utc
+from states.db import is_sqlite, write_session
+from states.errors import ConumError
+from states.lifecycle import State
+from states.models import Case, Tranche
+from states.policy import Policy
+from states.service import Step, apply_due_step, pay_case_tranches
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+
+@dataclass
+class SweepReport:
+    reminded: int = 0
+    escalated: int = 0
+    timed_out: int = 0
+    steps: list[Step] = field(default_factory=list)
+    failures: dict[int, str] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {"reminded": self.reminded, "escalated": self.escalated, "timed_out": self.timed_out}
+
+
+@dataclass
+class Payment:
+    case_id: int
+    structure_id: int
+    number: int
+    amount_cents: int
+    final: bool
+
+
+@dataclass
+class PayReport:
+    payments: list[Payment] = field(default_factory=list)
+    failures: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def paid(self) -> int:
+        return len(self.payments)
+
+    @property
+    def amount_cents(self) -> int:
+        return sum(p.amount_cents for p in self.payments)
+
+
+Progress = Callable[[int], None]
+
+
+def sweep(
+    engine: Engine, at: datetime, policy: Policy, chunk: int = 500, progress: Progress | None = None
+) -> SweepReport:
+    """Send each reminder, escalation and time-out due on or before ``at``, exactly once."""
+    at = utc(at)
+    report = SweepReport()
+    skip: set[int] = set()
+    while True:
+        with write_session(engine) as session:
+            q = select(Case).where(col(Case.due_at) <= at).order_by(col(Case.due_at), col(Case.id)).limit(chunk)
+            if skip:
+                q = q.where(col(Case.id).not_in(skip))
+            if not is_sqlite(engine):
+                q = q.with_for_update(skip_locked=True)
+            cases = session.exec(q).all()
+            if not cases:
+                break
+            for case in cases:
+                try:
+                    with session.begin_nested():
+                        step = apply_due_step(session, case, at, policy)
+                except ConumError as exc:
+                    logger.warning("sweep: case %s skipped: %s", case.id, exc)
+                    report.failures[case.id or 0] = str(exc)
+                    skip.add(case.id or 0)
+                    continue
+                if step is None:
+                    skip.add(case.id or 0)
+                    continue
+                report.steps.append(step)
+                if step.action == "remind":
+                    report.reminded += 1
+                elif step.action == "escalate":
+                    report.escalated += 1
+                else:
+                    report.timed_out += 1
+        if progress:
+            progress(len(report.steps))
+    return report
+
+
+def pay(engine: Engine, at: datetime, policy: Policy, chunk: int = 500, progress: Progress | None = None) -> PayReport:
+    """Pay each tranche due on or before ``at`` of the cases in post, exactly once."""
+    at = utc(at)
+    today = paris_day(at)
+    report = PayReport()
+    skip: set[int] = set()
+    due = exists().where(
+        col(Tranche.case_id) == col(Case.id), col(Tranche.status) == "scheduled", col(Tranche.due_on) <= today
+    )
+    while True:
+        with write_session(engine) as session:
+            q = select(Case).where(col(Case.state) == State.IN_POST.value, due).order_by(col(Case.id)).limit(chunk)
+            if skip:
+                q = q.where(col(Case.id).not_in(skip))
+            if not is_sqlite(engine):
+                q = q.with_for_update(skip_locked=True)
+            cases = session.exec(q).all()
+            if not cases:
+                break
+            for case in cases:
+                try:
+                    with session.begin_nested():
+                        paid = pay_case_tranches(session, case, at, policy)
+                except ConumError as exc:
+                    logger.warning("pay: case %s skipped: %s", case.id, exc)
+                    report.failures[case.id or 0] = str(exc)
+                    skip.add(case.id or 0)
+                    continue
+                if not paid:
+                    skip.add(case.id or 0)
+                for t in paid:
+                    report.payments.append(
+                        Payment(
+                            case.id or 0,
+                            case.structure_id,
+                            t.number,
+                            t.amount_cents,
+                            case.state == State.TRANCHES_PAID.value,
+                        )
+                    )
+        if progress:
+            progress(report.paid)
+    return report

@@ -1,0 +1,92 @@
+"""Time as a parameter: instants, Paris wall-clock deadlines and contract months.
+
+Instants are stored in UTC and shown in Europe/Paris with their offset. A
+deadline of N days falls at the same Paris wall-clock time N calendar days
+later, whatever daylight-saving change lies between.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from dateutil.relativedelta import relativedelta
+
+from states.errors import BadInput
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_instant(text: str) -> datetime:
+    """Parse an ISO 8601 date or date-time; Europe/Paris when no offset is given."""
+    try:
+        if len(text) == 10:
+            value = datetime.combine(date.fromisoformat(text), time(0, 0))
+        else:
+            value = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInput(
+            f"'{text}' is not an ISO 8601 date or date-time: write e.g. 2026-03-01 or 2026-03-01T09:30"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=PARIS)
+    return value.astimezone(UTC)
+
+
+def parse_date(text: str, what: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise BadInput(f"{what} '{text}' is not a date: write it as YYYY-MM-DD") from None
+
+
+def utc(value: datetime) -> datetime:
+    """Return an aware UTC instant; naive values (as read from SQLite) are UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def db_instant(value: datetime) -> datetime:
+    """Return the naive-UTC form stored in the database."""
+    return utc(value).replace(tzinfo=None)
+
+
+def show(value: datetime | None) -> str | None:
+    """Format an instant in Europe/Paris with its offset."""
+    if value is None:
+        return None
+    return utc(value).astimezone(PARIS).isoformat()
+
+
+def paris_day(value: datetime) -> date:
+    return utc(value).astimezone(PARIS).date()
+
+
+def start_of_day(day: date) -> datetime:
+    """Return midnight in Paris on ``day``, as a UTC instant."""
+    return datetime.combine(day, time(0, 0), tzinfo=PARIS).astimezone(UTC)
+
+
+def shift(start: datetime, days: int = 0, months: int = 0) -> datetime:
+    """Return the instant ``months`` and ``days`` later at the same Paris wall-clock time."""
+    local = utc(start).astimezone(PARIS).replace(tzinfo=None)
+    moved = local + relativedelta(months=months, days=days)
+    return moved.replace(tzinfo=PARIS).astimezone(UTC)
+
+
+def add_months(day: date, months: int) -> date:
+    result: date = day + relativedelta(months=months)
+    return result
+
+
+def whole_months(start: date, end: date) -> int:
+    """Count whole months from ``start`` to ``end``, the end day included, partial months dropped."""
+    if end < start:
+        return 0
+    delta = relativedelta(end + timedelta(days=1), start)
+    return delta.years * 12 + delta.months

@@ -1,0 +1,48 @@
+"""Errors that reach an operator: each says which rule refused and what to do."""
+
+from __future__ import annotations
+
+
+class ConumError(Exception):
+    """Base of every refusal; the message is meant for the operator."""
+
+    rule = "error"
+
+    def __init__(self, message: str, rule: str | None = None) -> None:
+        super().__init__(message)
+        if rule:
+            self.rule = rule
+
+
+class RuleViolation(ConumError):
+    """A programme rule refuses the action."""
+
+    rule = "rule"
+
+
+class IllegalEvent(ConumError):
+    rule = "lifecycle"
+
+
+class NotAllowed(ConumError):
+    """The actor may not do this."""
+
+    rule = "permission"
+
+
+class NotFound(ConumError):
+    rule = "not_found"
+
+
+class Conflict(ConumError):
+    """Someone else changed the case first; read it again and retry."""
+
+    rule = "conflict"
+
+
+class BadInput(ConumError):
+    rule = "input"
+
+
+class PolicyError(ConumError):
+    rule = "policy"

@@ -1,0 +1,85 @@
+"""Adding structures, candidates and training organisations (an admin's job)."""
+
+from __future__ import annotations
+
+import re
+
+from sqlmodel import Session
+
+from states.errors import BadInput, NotAllowed
+from states.models import Candidate, Structure, TrainingOrg
+from states.service import parse_actor
+
+_DEPARTEMENT = re.compile(r"^(0[1-9]|[1-8]\d|9[0-5]|2A|2B|97[1-8]|98[6-8])$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _admin(actor: str, what: str) -> None:
+    if parse_actor(actor) != "admin":
+        raise NotAllowed(f"{actor} may not add {what} (rule: who acts): only admin may")
+
+
+def check_departement(code: str) -> str:
+    code = code.strip().upper()
+    if not _DEPARTEMENT.match(code):
+        raise BadInput(f"'{code}' is not a département code: use e.g. 01, 33, 2A, 974 or 987")
+    return code
+
+
+def _name(name: str) -> str:
+    if not name.strip():
+        raise BadInput("the name is empty: give a name")
+    return name.strip()
+
+
+def _email(email: str | None, required: bool = False) -> str | None:
+    if email is None and not required:
+        return None
+    if email is None or not _EMAIL.match(email.strip()):
+        raise BadInput(f"'{email}' is not an e-mail address: write it as name@domain.fr")
+    return email.strip()
+
+
+def add_structure(
+    session: Session,
+    *,
+    name: str,
+    departement: str,
+    posts: int,
+    kind: str = "public",
+    email: str | None = None,
+    actor: str = "admin",
+) -> int:
+    _admin(actor, "a structure")
+    if posts < 1:
+        raise BadInput(f"posts must be at least 1, got {posts}: give the number of posts attributed")
+    if kind not in ("public", "private"):
+        raise BadInput(f"kind '{kind}' is unknown: use public (collectivité) or private (association)")
+    row = Structure(
+        name=_name(name), departement=check_departement(departement), posts=posts, kind=kind, email=_email(email)
+    )
+    session.add(row)
+    session.flush()
+    return row.id or 0
+
+
+def add_candidate(
+    session: Session, *, name: str, email: str, departement: str | None = None, actor: str = "admin"
+) -> int:
+    _admin(actor, "a candidate")
+    row = Candidate(
+        name=_name(name),
+        email=_email(email, required=True) or "",
+        departement=check_departement(departement) if departement else None,
+    )
+    session.add(row)
+    session.flush()
+    return row.id or 0
+
+
+def add_training_org(session: Session, *, name: str, email: str | None = None, actor: str = "admin") -> int:
+    _admin(actor, "a training organisation")
+    row = TrainingOrg(name=_name(name), email=_email(email))
+    session.add(row)
+    session.flush()
+    return row.id or 0
