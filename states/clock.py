@@ -51,11 +51,6 @@ def utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def db_instant(value: datetime) -> datetime:
-    """Return the naive-UTC form stored in the database."""
-    return utc(value).replace(tzinfo=None)
-
-
 def show(value: datetime | None) -> str | None:
     """Format an instant in Europe/Paris with its offset."""
     if value is None:
