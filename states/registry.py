@@ -7,10 +7,10 @@ import re
 from sqlmodel import Session
 
 from states.errors import BadInput, NotAllowed
+from states.geo import DEPARTEMENTS
 from states.models import Candidate, Structure, TrainingOrg
 from states.service import parse_actor
 
-_DEPARTEMENT = re.compile(r"^(0[1-9]|[1-8]\d|9[0-5]|2A|2B|97[1-8]|98[6-8])$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -21,7 +21,7 @@ def _admin(actor: str, what: str) -> None:
 
 def check_departement(code: str) -> str:
     code = code.strip().upper()
-    if not _DEPARTEMENT.match(code):
+    if code not in DEPARTEMENTS:
         raise BadInput(f"'{code}' is not a département code: use e.g. 01, 33, 2A, 974 or 987")
     return code
 
