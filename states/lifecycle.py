@@ -211,10 +211,22 @@ def machine_spec() -> dict[str, Any]:
     return {"states": [s.value for s in State], "transitions": transitions, "auto_transitions": False}
 
 
-def build_machine(model: Any, initial: State | str) -> Machine:
-    """Bind ``model`` (a plain object whose guard methods raise on refusal) to the table."""
-    spec = machine_spec()
-    return Machine(model=model, initial=State(initial).value, send_event=True, **spec)
+def build_machine() -> Machine:
+    """Build the state machine of the table, with no model bound."""
+    return Machine(model=None, send_event=True, **machine_spec())
+
+
+#: One machine for the process; models are passed to each trigger and never retained by it.
+MACHINE = build_machine()
+
+
+def trigger(model: Any, event: str) -> bool:
+    """Fire ``event`` on ``model`` (a plain object with a ``state`` attribute and the guard methods).
+
+    Guards are looked up by name on the model; they raise to refuse with a reason.
+    """
+    result: bool = MACHINE.events[event].trigger(model)
+    return result
 
 
 def mermaid() -> str:

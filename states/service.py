@@ -35,7 +35,7 @@ from states.lifecycle import (
     Event,
     State,
     allowed_events,
-    build_machine,
+    trigger,
 )
 from states.models import Candidate, Case, History, Outbox, Structure, Tranche
 from states.policy import Policy
@@ -389,8 +389,8 @@ class _Subject:
 
     state: str
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+    def __init__(self, ctx: Context, state: str) -> None:
+        self.ctx, self.state = ctx, state
 
 
 for _name, _guard in GUARDS.items():
@@ -412,11 +412,20 @@ def _check_actor(ctx: Context) -> None:
         raise NotAllowed(f"{actor} acts only on its own cases (rule: who acts): case {case.id} belongs to {whose}")
 
 
-def _load(session: Session, case_id: int) -> Case:
-    case = session.exec(select(Case).where(Case.id == case_id).with_for_update()).first()
-    if case is None:
+def load_case(session: Session, case_id: int, *, lock: bool = False) -> tuple[Case, Structure, Candidate]:
+    """Return a case with its structure and candidate, in one query; ``lock`` takes the row lock."""
+    q = (
+        select(Case, Structure, Candidate)
+        .join(Structure, col(Structure.id) == col(Case.structure_id))
+        .join(Candidate, col(Candidate.id) == col(Case.candidate_id))
+        .where(Case.id == case_id)
+    )
+    if lock:
+        q = q.with_for_update(of=Case)
+    row = session.exec(q).first()
+    if row is None:
         raise NotFound(f"case {case_id} does not exist: `conum list` shows the cases")
-    return case
+    return row
 
 
 def _record(ctx: Context, source: str | None, dest: str) -> None:
@@ -459,7 +468,7 @@ def fire(
     """Fire ``event`` on a case for ``actor`` at instant ``at``; return the case after it."""
     at = utc(at or now())
     actor = parse_actor(actor)
-    case = _load(session, case_id)
+    case, structure, candidate = load_case(session, case_id, lock=True)
     state = State(case.state)
     ev = BY_NAME.get(event)
     if ev is None or (ev.internal and not internal) or state not in ev.sources:
@@ -477,9 +486,6 @@ def fire(
         )
     if expected_version is not None and case.version != expected_version:
         raise Conflict(f"case {case_id} is at version {case.version}, not {expected_version}: read it again and retry")
-    structure = session.get(Structure, case.structure_id)
-    candidate = session.get(Candidate, case.candidate_id)
-    assert structure is not None and candidate is not None
     ctx = Context(session, case, structure, candidate, ev, actor, at, {}, policy, flow_run_id)
     _check_actor(ctx)
     if at < utc(case.last_at):
@@ -489,9 +495,8 @@ def fire(
             rule="chronology",
         )
     ctx.data = dict(data or {}) if internal else normalise_data(ev, data or {})
-    subject = _Subject(ctx)
-    build_machine(subject, state)
-    if not getattr(subject, ev.name)():
+    subject = _Subject(ctx, state.value)
+    if not trigger(subject, ev.name):
         raise RuleViolation(f"'{event}' was refused by a rule of the programme", rule="guard")
     dest = subject.state
     if DEADLINE_CLOCK.get(State(dest)) is None and dest != state.value:

@@ -96,7 +96,7 @@ def list_cases(
 
 
 def get_case(engine: Engine, case_id: int) -> dict[str, Any]:
-    from states.service import _load
+    from states.service import load_case
 
     with Session(engine) as session:
-        return case_view(session, _load(session, case_id))
+        return case_view(session, load_case(session, case_id)[0])
