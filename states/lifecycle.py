@@ -237,8 +237,9 @@ def mermaid() -> str:
             continue
         for src in e.sources:
             lines.append(f"    {src.value} --> {e.dest.value}: {e.name}")
-    for s in TERMINAL:
-        lines.append(f"    {s.value} --> [*]")
+    for s in State:
+        if s in TERMINAL:
+            lines.append(f"    {s.value} --> [*]")
     return "\n".join(lines)
 
 
