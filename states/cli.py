@@ -182,6 +182,9 @@ def candidate_add(
     name: Annotated[str, typer.Option(help="Full name.")],
     email: Annotated[str, typer.Option(help="E-mail address.")],
     departement: Annotated[str | None, typer.Option(help="Département of residence.")] = None,
+    consent: Annotated[
+        bool, typer.Option("--consent", help="The candidate agrees to be kept in the pool for longer.")
+    ] = False,
     db: Db = None,
     as_json: Json = False,
     at: At = None,
@@ -192,7 +195,7 @@ def candidate_add(
 
     _at(at)
     with _write(db) as s:
-        cid = add_candidate(s, name=name, email=email, departement=departement, actor=actor)
+        cid = add_candidate(s, name=name, email=email, departement=departement, consent=consent, actor=actor)
     _emit({"id": cid}, as_json, lambda: out.print(f"candidate {cid} added"))
 
 
@@ -343,6 +346,18 @@ def pay(db: Db = None, as_json: Json = False, at: At = None, actor: Actor = "sys
     report = batch.pay(_engine(db), _at(at), _policy())
     result = {"paid": report.paid, "amount_cents": report.amount_cents}
     _emit(result, as_json, lambda: out.print(f"{report.paid} tranche(s) paid, {report.amount_cents / 100:,.2f} €"))
+
+
+@app.command()
+@guarded
+def anonymise(db: Db = None, as_json: Json = False, at: At = None, actor: Actor = "system") -> None:
+    """Anonymise the candidates not retained, once their retention period is over."""
+    from states.privacy import anonymise as run
+
+    if actor not in ("system", "admin"):
+        raise errors.NotAllowed(f"{actor} may not anonymise candidates (rule: who acts): only system or admin may")
+    count = run(_engine(db), _at(at), _policy())
+    _emit({"anonymised": count}, as_json, lambda: out.print(f"{count} candidate(s) anonymised"))
 
 
 @app.command()

@@ -32,6 +32,8 @@ class Candidate(SQLModel, table=True):
     name: str
     email: str
     departement: str | None = None
+    consent: bool = False  # agreed to be kept in the pool longer (policy.retention_consent_months)
+    anonymised_at: datetime | None = None
 
 
 class TrainingOrg(SQLModel, table=True):

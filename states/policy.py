@@ -101,6 +101,9 @@ class Policy(BaseModel):
     training_months: int = Field(4, gt=0)
     contract_types: list[str] = ["CDI", "CDD", "PEC", "contrat_de_projet"]
     rupture_reasons: list[str] = ["licenciement", "demission", "non_reconduction_cdd", "fin_de_subventionnement"]
+    # personal data of a non-retained candidate is anonymised this long after their last case ended
+    retention_months: int = Field(3, gt=0)
+    retention_consent_months: int = Field(24, gt=0)
 
     @model_validator(mode="after")
     def _complete(self) -> Policy:

@@ -64,13 +64,20 @@ def add_structure(
 
 
 def add_candidate(
-    session: Session, *, name: str, email: str, departement: str | None = None, actor: str = "admin"
+    session: Session,
+    *,
+    name: str,
+    email: str,
+    departement: str | None = None,
+    consent: bool = False,
+    actor: str = "admin",
 ) -> int:
     _admin(actor, "a candidate")
     row = Candidate(
         name=_name(name),
         email=_email(email, required=True) or "",
         departement=check_departement(departement) if departement else None,
+        consent=consent,
     )
     session.add(row)
     session.flush()
