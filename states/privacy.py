@@ -29,7 +29,7 @@ def anonymise(engine: Engine, at: datetime, policy: Policy) -> int:
     done = 0
     with write_session(engine) as session:
         rows = session.exec(
-            select(Candidate, func.max(Case.last_at), func.count(Case.id))
+            select(Candidate, func.max(Case.last_at), func.count(col(Case.id)))
             .join(Case, col(Case.candidate_id) == col(Candidate.id))
             .where(col(Candidate.anonymised_at).is_(None))
             .group_by(col(Candidate.id))
