@@ -147,7 +147,7 @@ def pay(engine: Engine, at: datetime, policy: Policy, chunk: int = 500, progress
                             case.structure_id,
                             t.number,
                             t.amount_cents,
-                            case.state == State.TRANCHES_PAID.value,
+                            t is paid[-1] and case.state == State.TRANCHES_PAID.value,
                         )
                     )
         if progress:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from contextlib import closing
 from datetime import datetime
 from functools import wraps
 from pathlib import Path
@@ -50,7 +51,8 @@ Actor = Annotated[
 ]
 
 EXIT = {errors.BadInput: 2, errors.Conflict: 3, errors.NotFound: 4}
-out = Console()
+# piped output is not cut to 80 columns: states and instants stay whole
+out = Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _fail(message: str, code: int) -> None:
@@ -67,6 +69,8 @@ def guarded(fn: F) -> F:
             return fn(*args, **kwargs)
         except errors.ConumError as exc:
             _fail(str(exc), EXIT.get(type(exc), 1))
+        except OverflowError:
+            _fail("a number or a date is out of range: give an id, amount or instant of a sensible size", 2)
         except Exception as exc:  # the database itself refused: say so, nothing was committed
             from sqlalchemy.exc import SQLAlchemyError
 
@@ -94,6 +98,23 @@ def _url(db: str | None) -> str:
     return db or settings().database_url
 
 
+def _check_sqlite_file(path: Path) -> None:
+    """Refuse a missing or schema-less SQLite file without writing to it (read-only look)."""
+    import sqlite3
+
+    if not path.is_file():
+        raise errors.NotFound(f"no database at {path}: run `conum init` first")
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'recruitment_case'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise errors.BadInput(
+            f"{path} is not a Conum database ({exc}): give the right --db or run `conum init`"
+        ) from None
+    if not found:
+        raise errors.NotFound(f"the database at {path} has no Conum schema: run `conum init` first")
+
+
 def _engine(db: str | None, *, create: bool = False) -> Any:
     from sqlalchemy.engine import make_url
 
@@ -106,13 +127,8 @@ def _engine(db: str | None, *, create: bool = False) -> Any:
         raise errors.BadInput(
             f"'{url}' is not a database URL: use e.g. sqlite:///./conum.db or postgresql+psycopg://user@host:5432/db"
         ) from None
-    if (
-        not create
-        and parsed.get_backend_name() == "sqlite"
-        and parsed.database not in (None, "", ":memory:")
-        and not Path(parsed.database).exists()
-    ):
-        raise errors.NotFound(f"no database at {parsed.database}: run `conum init` first")
+    if not create and parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        _check_sqlite_file(Path(parsed.database))
     engine = get_engine(url)
     if not create and not has_schema(engine):
         raise errors.NotFound(
@@ -370,6 +386,8 @@ def events(
 ) -> None:
     """List the lifecycle table, or the events allowed from STATE."""
     from states.lifecycle import State, table_rows
+
+    _at(at)
 
     if state is not None and state not in {s.value for s in State}:
         raise errors.BadInput(f"unknown state '{state}': use one of {', '.join(s.value for s in State)}")

@@ -32,6 +32,8 @@ def parse_instant(text: str) -> datetime:
         raise BadInput(
             f"'{text}' is not an ISO 8601 date or date-time: write e.g. 2026-03-01 or 2026-03-01T09:30"
         ) from None
+    if not 1900 <= value.year <= 2200:
+        raise BadInput(f"'{text}' is out of the range this programme can date (1900 to 2200): check the year")
     if value.tzinfo is None:
         value = value.replace(tzinfo=PARIS)
     return value.astimezone(UTC)

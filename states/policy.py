@@ -12,13 +12,15 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from states.errors import PolicyError
 
 
 class Step(BaseModel):
     """One act of the sweep, at an offset from the instant that starts the state's clock."""
+
+    model_config = ConfigDict(extra="forbid")
 
     action: Literal["remind", "escalate", "time_out"]
     days: int = Field(0, ge=0)
@@ -29,6 +31,8 @@ class Step(BaseModel):
 class Clock(BaseModel):
     """The deadline of a clock (the programme's deadline for the step) and the sweep's acts on it."""
 
+    model_config = ConfigDict(extra="forbid")
+
     deadline_days: int = Field(0, ge=0)
     deadline_months: int = Field(0, ge=0)
     steps: list[Step]
@@ -38,15 +42,22 @@ class Clock(BaseModel):
         keys = [(s.months, s.days) for s in self.steps]
         if keys != sorted(keys) or len(set(keys)) != len(keys):
             raise ValueError("steps must be listed in strictly increasing order of their offset")
+        deadline = (self.deadline_months, self.deadline_days)
+        if any(s.action == "time_out" and (s.months, s.days) < deadline for s in self.steps):
+            raise ValueError("a time-out step cannot come before the deadline it enforces: move it or the deadline")
         return self
 
 
 class SmicRate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     since: date
     monthly_cents: int = Field(gt=0)
 
 
 class Subsidy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     public_cents: int = Field(5_000_000, gt=0)
     private_cents: int = Field(4_000_000, gt=0)
     overseas_cents: int = Field(7_000_000, gt=0)
@@ -95,6 +106,8 @@ DEFAULT_SMIC = [
 
 
 class Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     deadlines: dict[str, Clock] = Field(default_factory=lambda: dict(DEFAULT_DEADLINES))
     smic: list[SmicRate] = Field(default_factory=lambda: list(DEFAULT_SMIC))
     subsidy: Subsidy = Field(default_factory=Subsidy)
@@ -110,6 +123,9 @@ class Policy(BaseModel):
         missing = set(DEFAULT_DEADLINES) - set(self.deadlines)
         if missing:
             raise ValueError(f"deadlines must define the clocks {sorted(missing)}")
+        unknown = set(self.deadlines) - set(DEFAULT_DEADLINES)
+        if unknown:
+            raise ValueError(f"unknown deadline clocks {sorted(unknown)}: the clocks are {sorted(DEFAULT_DEADLINES)}")
         self.smic = sorted(self.smic, key=lambda r: r.since)
         return self
 
@@ -143,8 +159,13 @@ def load_policy(path: str | Path | None) -> Policy:
         raise PolicyError(f"policy file {p} not found: fix CONUM_POLICY_FILE or create the file") from None
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"policy file {p} is not valid TOML ({exc}): fix the file and retry") from None
+    base = Policy().model_dump(mode="json")
+    if isinstance(data.get("smic"), list):
+        given = {str(r.get("since")): r for r in data["smic"] if isinstance(r, dict)}
+        kept = [r for r in base["smic"] if r["since"] not in given]
+        data = {**data, "smic": [r for r in data["smic"] if isinstance(r, dict)] + kept}
     try:
-        return Policy.model_validate(_merge(Policy().model_dump(mode="json"), data))
+        return Policy.model_validate(_merge(base, data))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise PolicyError(f"policy file {p} is invalid ({problems}): fix these keys and retry") from None

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from states.clock import paris_day
+from states.clock import paris_day, whole_months
 from states.errors import RuleViolation
 from states.lifecycle import ACTIVE_CONTRACT, Event
 from states.models import Candidate, Case, Structure, TrainingOrg
@@ -94,6 +94,12 @@ def valid_contract(ctx: Context) -> None:
     if not end:
         raise RuleViolation(
             f"a {kind} needs an end date (rule: contract dates): add --set end=YYYY-MM-DD", rule="contract_dates"
+        )
+    if date.fromisoformat(end) > start and whole_months(start, date.fromisoformat(end)) < 1:
+        raise RuleViolation(
+            f"a contract from {start} to {end} lasts less than one whole month (rule: contract dates): "
+            "the subsidy is paid by whole months; give a longer contract",
+            rule="contract_dates",
         )
     if date.fromisoformat(end) <= start:
         raise RuleViolation(

@@ -19,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
@@ -77,7 +78,7 @@ def _euros(event: str, key: str, value: Any) -> int:
         amount = Decimal(str(value).replace(",", ".").strip())
     except InvalidOperation:
         raise BadInput(f"'{key}' of '{event}' must be an amount in euros such as 1850.00, got '{value}'") from None
-    if amount <= 0 or amount != amount.quantize(Decimal("0.01")):
+    if not amount.is_finite() or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
         raise BadInput(
             f"'{key}' of '{event}' must be a positive amount in euros with at most 2 decimals, got '{value}'"
         )
@@ -446,6 +447,7 @@ def _record(ctx: Context, source: str | None, dest: str) -> None:
     )
     if dest in {s.value for s in TERMINAL}:
         ctx.case.due_at = ctx.case.deadline_at = None
+    flag_modified(ctx.case, "last_at")  # every history row moves the version, even at the same instant
     try:
         ctx.session.flush()
     except StaleDataError:

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import fresh_database
 from sqlalchemy import Engine
 
 from states import registry, service
 from states.clock import parse_instant
-from states.db import get_engine, migrate, write_session
+from states.db import get_engine, write_session
 from states.policy import Policy
 
 PG_URL = os.environ.get("CONUM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -22,9 +23,8 @@ PG_URL = os.environ.get("CONUM_TEST_PG_URL", "postgresql+psycopg://postgres@127.
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'conum.db'}"
-    migrate(url)
-    return url
+    """A fresh SQLite database for each test (a copy of one migrated once per run)."""
+    return fresh_database(tmp_path)
 
 
 @pytest.fixture
@@ -64,8 +64,14 @@ class World:
             c = service.fire(s, case, event, actor=actor, at=parse_instant(at), data=data, policy=self.policy)
             return case_view(s, c)
 
-    def signed(self, structure: int | None = None, candidate: int | None = None, start: str = "2026-04-01",
-               end: str | None = "2028-03-31", kind: str = "CDD") -> int:
+    def signed(
+        self,
+        structure: int | None = None,
+        candidate: int | None = None,
+        start: str = "2026-04-01",
+        end: str | None = "2028-03-31",
+        kind: str = "CDD",
+    ) -> int:
         """Return a case walked up to contract_signed."""
         structure = structure or self.structure()
         candidate = candidate or self.candidate()
