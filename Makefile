@@ -30,3 +30,11 @@ test: lint
 
 clean:
 	rm -rf $(VENV) $(RUN) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+.PHONY: up down
+
+up: $(STAMP)
+	bash scripts/up.sh
+
+down:
+	bash scripts/down.sh

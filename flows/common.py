@@ -1,0 +1,113 @@
+"""What every Conum flow shares: settings, engine, policy, artifacts and the heartbeat choice.
+
+The flows are thin: they read the settings (``CONUM_*`` environment, see
+``states.config``), call the domain core and turn its reports into Prefect
+artifacts, logs and events.
+
+Heartbeats. A Prefect flow run sends a heartbeat event every 180 s from a
+thread so that the server can tell a crashed run; a *synchronous* flow run
+then waits up to one second at its end for that thread to stop. Conum keeps
+heartbeats on for every run the worker starts: those runs pay a process start
+of several seconds anyway, and a sweep, a payment run or a delivery that dies
+silently must show as crashed. Code that runs many short flow runs in one
+process (the simulation, the tests, the benchmarks) wraps them in
+``without_heartbeats()``, which turns them off for that process only and
+saves about a second per run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, cast
+from uuid import UUID
+
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from sqlalchemy import Engine
+
+from states import config
+from states.clock import now, utc
+from states.db import get_engine
+from states.policy import Policy
+
+#: Prefect refuses (and fails the whole run for) an artifact key with anything but these characters.
+_KEY = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+#: A table artifact lists at most this many rows; the markdown summary always gives the whole count.
+MAX_ROWS = 1000
+
+
+def settings() -> config.Settings:
+    """Return the settings in force (read anew on each call: the environment is the truth)."""
+    return config.settings()
+
+
+def engine() -> Engine:
+    """Return the engine of ``CONUM_DATABASE_URL``."""
+    return get_engine(settings().database_url)
+
+
+def policy() -> Policy:
+    """Return the programme policy in force (defaults, overridden by ``CONUM_POLICY_FILE``)."""
+    return config.policy()
+
+
+def instant(at: datetime | None) -> datetime:
+    """Return ``at`` as a UTC instant, or now: every flow takes the instant it acts at as a parameter."""
+    return utc(at) if at is not None else now()
+
+
+def artifact_key(*parts: str | int) -> str:
+    """Build an artifact key Prefect accepts from ``parts``: lowercase letters, digits, single dashes."""
+    raw = "-".join(str(p) for p in parts).lower()
+    key = re.sub(r"[^a-z0-9]+", "-", raw).strip("-")
+    if not _KEY.match(key):
+        raise ValueError(f"cannot build an artifact key from {parts!r}: give at least one letter or digit")
+    return key
+
+
+def _checked(key: str) -> str:
+    if not _KEY.match(key):
+        raise ValueError(f"artifact key {key!r} is invalid: use lowercase letters, digits and dashes only")
+    return key
+
+
+def table(key: str, rows: Sequence[dict[str, Any]], description: str) -> UUID:
+    """Publish ``rows`` as a table artifact (the first ``MAX_ROWS``; the description says when cut)."""
+    shown = list(rows[:MAX_ROWS])
+    if len(rows) > len(shown):
+        description += f" (first {len(shown)} of {len(rows)} rows)"
+    return cast(UUID, create_table_artifact(shown, key=_checked(key), description=description))
+
+
+def markdown(key: str, text: str, description: str) -> UUID:
+    return cast(UUID, create_markdown_artifact(text, key=_checked(key), description=description))
+
+
+class Progress:
+    """A progress artifact fed by a ``done`` count out of an expected ``total``."""
+
+    def __init__(self, key: str, total: int, description: str) -> None:
+        self.total = total
+        self.id = cast(UUID, create_progress_artifact(0.0, key=_checked(key), description=description))
+
+    def __call__(self, done: int) -> None:
+        share = 100.0 if self.total <= 0 else min(100.0, 100.0 * done / self.total)
+        update_progress_artifact(self.id, share)
+
+    def finish(self) -> None:
+        update_progress_artifact(self.id, 100.0)
+
+
+@contextmanager
+def without_heartbeats() -> Iterator[None]:
+    """Run the flow runs started inside without heartbeats (see the module docstring for when)."""
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield

@@ -1,0 +1,63 @@
+"""``programme-dashboard``: the ANCT's view of the programme, as Prefect artifacts.
+
+Hourly and on demand. The figures come from ``states.dashboard`` (no Prefect
+there); this flow only publishes them. Artifact keys:
+
+- ``dashboard-summary``: the key figures (markdown);
+- ``dashboard-departements``: cases by département and state;
+- ``dashboard-regions``: cases by région and state;
+- ``dashboard-attention``: open cases overdue or escalated;
+- ``dashboard-money``: subsidy committed, paid, still to pay and cancelled, by month;
+- ``dashboard-lifecycle``: the lifecycle diagram (mermaid), generated from the table.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.common import engine, instant, markdown, table
+from states import dashboard
+from states.clock import show
+
+KEYS = (
+    "dashboard-summary",
+    "dashboard-departements",
+    "dashboard-regions",
+    "dashboard-attention",
+    "dashboard-money",
+    "dashboard-lifecycle",
+)
+
+
+@flow(name="programme-dashboard", retries=0, persist_result=False)
+def programme_dashboard(at: datetime | None = None) -> dict[str, Any]:
+    """Publish the programme dashboard; return its key figures.
+
+    Args:
+        at: The instant the dashboard describes (default now).
+    """
+    when = instant(at)
+    d = dashboard.build(engine(), when)
+    stamp = show(when)
+    markdown("dashboard-summary", d.summary_markdown(), f"Tableau de bord au {stamp}")
+    table("dashboard-departements", d.by_departement, f"Dossiers par département et par état au {stamp}")
+    table("dashboard-regions", d.by_region, f"Dossiers par région et par état au {stamp}")
+    table(
+        "dashboard-attention",
+        d.attention,
+        f"{d.attention_total} dossier(s) en retard ou escaladé(s) au {stamp}",
+    )
+    table("dashboard-money", dashboard.money_table(d.money), f"Subvention par mois au {stamp}")
+    markdown("dashboard-lifecycle", dashboard.lifecycle_markdown(), "Cycle de vie d'un dossier")
+    figures = {
+        "cases": sum(d.counts.values()),
+        "attention": d.attention_total,
+        "committed_cents": sum(m.committed for m in d.money),
+        "paid_cents": sum(m.paid for m in d.money),
+        "to_pay_cents": sum(m.to_pay for m in d.money),
+    }
+    get_run_logger().info("dashboard at %s: %s", stamp, figures)
+    return figures

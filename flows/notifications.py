@@ -1,0 +1,55 @@
+"""``deliver-notifications``: drain the outbox.
+
+Runs every five minutes and whenever an operator action emits a
+``conum.case.*`` event (the deployment's trigger in ``prefect.yaml``). The work
+is ``states.delivery.deliver``: each row is claimed before it is sent, so two
+runs never send the same notification; a failure counts an attempt, keeps the
+error on the outbox row (``last_error``) and retries it later with an
+exponential backoff, up to ``CONUM_MAX_ATTEMPTS``, then the row is ``failed``.
+The flow itself has no retries: the outbox is the retry mechanism.
+
+Artifacts: ``deliver-notifications`` (what was sent) and
+``deliver-notifications-problems`` (what was not, and when it is retried).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import flow, get_run_logger
+
+from flows.common import engine, instant, settings, table
+from states.clock import show
+from states.delivery import deliver
+
+
+@flow(name="deliver-notifications", retries=0, persist_result=False)
+def deliver_notifications(at: datetime | None = None, limit: int | None = None) -> dict[str, int]:
+    """Send the notifications and payment orders due; return the counts.
+
+    Args:
+        at: The instant of the delivery (default now): rows due on or before it are sent.
+        limit: At most this many outbox rows in this run (default: every row due).
+    """
+    logger = get_run_logger()
+    when = instant(at)
+    report = deliver(engine(), when, settings(), limit=limit)
+    table("deliver-notifications", report.table(), f"Sent at {show(when)}")
+    problems = [
+        {
+            "outbox": p.outbox_id,
+            "case": p.case_id,
+            "kind": p.kind,
+            "recipient": p.recipient,
+            "attempts": p.attempts,
+            "outcome": "failed, gave up" if p.gave_up else f"retry at {show(p.next_attempt_at)}",
+            "error": p.error,
+        }
+        for p in report.problems
+    ]
+    table("deliver-notifications-problems", problems, f"Not delivered at {show(when)}")
+    for p in report.problems:
+        log = logger.error if p.gave_up else logger.warning
+        log("outbox row %s (%s to %s) not delivered: %s", p.outbox_id, p.kind, p.recipient, p.error)
+    logger.info("%s sent, %s to retry, %s failed", report.sent, report.retried, report.failed)
+    return report.counts()

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Start Conum on this machine: a local Prefect server (127.0.0.1:4200), the work pool `conum`,
+# every deployment of prefect.yaml and one worker; seed a small demo programme if the database
+# has no case. Everything it starts is recorded in run/*.pid; `scripts/down.sh` stops exactly that.
+#
+# Environment: CONUM_DATABASE_URL (default sqlite:///<project>/conum.db) and the other CONUM_*
+# settings are passed to the worker, hence to every flow run. PREFECT_PORT changes the port.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+RUN="$ROOT/run"
+BIN="$ROOT/.venv/bin"
+PORT="${PREFECT_PORT:-4200}"
+mkdir -p "$RUN"
+
+export PREFECT_HOME="$RUN/prefect"
+export PREFECT_API_URL="http://127.0.0.1:$PORT/api"
+export PREFECT_SERVER_API_HOST=127.0.0.1
+export PREFECT_SERVER_API_PORT="$PORT"
+export PREFECT_SERVER_EPHEMERAL_ENABLED=false
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+export DO_NOT_TRACK=1
+export CONUM_DATABASE_URL="${CONUM_DATABASE_URL:-sqlite:///$ROOT/conum.db}"
+export CONUM_MAIL_DIR="${CONUM_MAIL_DIR:-$RUN/mail}"
+export CONUM_PAYMENT_DIR="${CONUM_PAYMENT_DIR:-$RUN/payments}"
+
+# job control: each process started below leads a process group of its own, and receives SIGINT
+# (a non-interactive shell would start it with SIGINT ignored, and the worker would not stop)
+set -m
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+healthy() { "$BIN/python" - "$PREFECT_API_URL/health" <<'EOF' 2>/dev/null
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
+    sys.exit(0 if r.status == 200 else 1)
+EOF
+}
+
+# 1. the server
+if alive "$RUN/prefect-server.pid"; then
+  echo "Prefect server already running (pid $(cat "$RUN/prefect-server.pid"))"
+else
+  if healthy; then
+    echo "refused: something else already serves $PREFECT_API_URL: stop it, or choose another port with PREFECT_PORT=4201 make up" >&2
+    exit 1
+  fi
+  echo "starting the Prefect server on 127.0.0.1:$PORT (log: run/prefect-server.log)"
+  "$BIN/prefect" server start --host 127.0.0.1 --port "$PORT" --analytics-off \
+    >"$RUN/prefect-server.log" 2>&1 </dev/null &
+  echo $! >"$RUN/prefect-server.pid"
+fi
+for _ in $(seq 1 120); do
+  healthy && break
+  if ! alive "$RUN/prefect-server.pid"; then
+    echo "refused: the Prefect server stopped at start; see run/prefect-server.log" >&2
+    rm -f "$RUN/prefect-server.pid"
+    exit 1
+  fi
+  sleep 0.5
+done
+healthy || { echo "refused: the Prefect server is not healthy after 60 s; see run/prefect-server.log" >&2; exit 1; }
+echo "Prefect server healthy"
+
+# 2. the database (schema, and a small demo programme when it has no case)
+"$BIN/conum" init
+if [ "$("$BIN/conum" list --json | "$BIN/python" -c 'import json, sys; print(len(json.load(sys.stdin)["cases"]))')" = 0 ]; then
+  echo "seeding a small demo programme into $CONUM_DATABASE_URL"
+  c() { "$BIN/conum" "$@" --json >/dev/null; }
+  c structure add --name "Médiathèque François-Mitterrand" --departement 86 --posts 2 --email mediatheque@ville-exemple.fr
+  c structure add --name "Association Les Connectés" --departement 974 --posts 1 --kind private --email contact@lesconnectes.re
+  c training-org add --name "Simplon.co" --email formation@simplon.co
+  c candidate add --name "Amina Diallo" --email amina@exemple.fr --departement 86
+  c candidate add --name "Bruno Petit" --email bruno@exemple.fr --departement 86
+  c candidate add --name "Émilie Robert" --email emilie@exemple.fr --departement 974
+  c present --structure 1 --candidate 1
+  c present --structure 1 --candidate 2
+  c present --structure 2 --candidate 3
+fi
+
+# 3. the work pool, the deployments, the worker
+"$BIN/prefect" work-pool inspect conum >/dev/null 2>&1 || "$BIN/prefect" work-pool create conum --type process >/dev/null
+echo "work pool conum (process) ready"
+echo "deploying prefect.yaml (log: run/deploy.log)"
+if ! "$BIN/prefect" --no-prompt deploy --all >"$RUN/deploy.log" 2>&1; then
+  tail -25 "$RUN/deploy.log" >&2
+  echo "refused: deploying prefect.yaml failed (above, and run/deploy.log): fix it and run make up again" >&2
+  exit 1
+fi
+"$BIN/prefect" deployment ls
+if alive "$RUN/prefect-worker.pid"; then
+  echo "worker already running (pid $(cat "$RUN/prefect-worker.pid"))"
+else
+  echo "starting a worker of the pool conum (log: run/prefect-worker.log)"
+  "$BIN/prefect" worker start --pool conum --type process \
+    >"$RUN/prefect-worker.log" 2>&1 </dev/null &
+  echo $! >"$RUN/prefect-worker.pid"
+fi
+
+cat <<EOF
+
+Conum is up.
+  UI:        http://127.0.0.1:$PORT  (Deployments → advance-case → Run → Custom run)
+  API:       $PREFECT_API_URL
+  database:  $CONUM_DATABASE_URL
+  mail:      $CONUM_MAIL_DIR    payment orders: $CONUM_PAYMENT_DIR
+Use the CLI with:  export PREFECT_API_URL=$PREFECT_API_URL PREFECT_HOME=$PREFECT_HOME
+  .venv/bin/prefect deployment ls
+  .venv/bin/prefect deployment run 'advance-case/advance-case' -p case_id=1 -p event=select
+Stop with: make down
+EOF
