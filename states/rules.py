@@ -126,7 +126,18 @@ def salary_at_least_smic(ctx: Context) -> None:
         )
 
 
+def lock(session: Session, model: type[Structure] | type[Candidate], row_id: int) -> None:
+    """Take the row lock of a structure or a candidate until the transaction ends (PostgreSQL).
+
+    Two signings for the same structure (or candidate) then count active contracts one after
+    the other. SQLite needs nothing: its write transactions already run one at a time.
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        session.exec(select(model.id).where(model.id == row_id).with_for_update()).first()
+
+
 def within_quota(ctx: Context) -> None:
+    lock(ctx.session, Structure, ctx.structure.id or 0)
     active = active_contracts_of_structure(ctx.session, ctx.structure.id or 0, exclude=ctx.case.id)
     if active >= ctx.structure.posts:
         raise RuleViolation(
@@ -137,6 +148,7 @@ def within_quota(ctx: Context) -> None:
 
 
 def candidate_free(ctx: Context) -> None:
+    lock(ctx.session, Candidate, ctx.candidate.id or 0)
     other = active_contract_of_candidate(ctx.session, ctx.candidate.id or 0, exclude=ctx.case.id)
     if other is not None:
         raise RuleViolation(

@@ -40,7 +40,7 @@ from states.lifecycle import (
 )
 from states.models import Candidate, Case, History, Outbox, Structure, Tranche
 from states.policy import Policy
-from states.rules import GUARDS, Context, active_contract_of_candidate
+from states.rules import GUARDS, Context, active_contract_of_candidate, lock
 
 _ACTOR = re.compile(r"^(admin|system|structure:\d+|candidate:\d+|prefet:(\d[0-9AB]|\d{3}))$")
 
@@ -73,9 +73,15 @@ def _date(event: str, key: str, value: Any) -> str:
         raise BadInput(f"'{key}' of '{event}' must be a date YYYY-MM-DD, got '{value}'") from None
 
 
+_AMOUNT = re.compile(r"^\d{1,7}([.,]\d{1,2})?$")
+
+
 def _euros(event: str, key: str, value: Any) -> int:
+    text = str(value).strip()
+    if not _AMOUNT.match(text):
+        raise BadInput(f"'{key}' of '{event}' must be an amount in euros such as 1850.00, got '{value}'")
     try:
-        amount = Decimal(str(value).replace(",", ".").strip())
+        amount = Decimal(text.replace(",", "."))
     except InvalidOperation:
         raise BadInput(f"'{key}' of '{event}' must be an amount in euros such as 1850.00, got '{value}'") from None
     if not amount.is_finite() or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
@@ -532,6 +538,7 @@ def present(
     candidate = session.get(Candidate, candidate_id)
     if candidate is None:
         raise NotFound(f"candidate {candidate_id} does not exist: add it with `conum candidate add`")
+    lock(session, Candidate, candidate_id)
     holding = active_contract_of_candidate(session, candidate_id)
     if holding is not None:
         raise RuleViolation(

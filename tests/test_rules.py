@@ -390,3 +390,12 @@ def test_contact_needs_an_approved_training_org(world: Any) -> None:
         world, RuleViolation, "training_org", world.fire, case, "contact_training_org", "2026-03-03T10:00", org="99"
     )
     assert "conum training-org add" in message
+
+
+@pytest.mark.parametrize("salary", ["1e4", "NaN", "-1900", "1900.001", "mille"])
+def test_salary_must_be_written_as_euros_and_cents(world: Any, salary: str) -> None:
+    case = contacted(world)
+    before = snapshot(world.engine)
+    with pytest.raises(BadInput, match="amount in euros"):
+        sign(world, case, salary=salary)
+    assert snapshot(world.engine) == before
