@@ -79,7 +79,10 @@ _AMOUNT = re.compile(r"^\d{1,7}([.,]\d{1,2})?$")
 def _euros(event: str, key: str, value: Any) -> int:
     text = str(value).strip()
     if not _AMOUNT.match(text):
-        raise BadInput(f"'{key}' of '{event}' must be an amount in euros such as 1850.00, got '{value}'")
+        raise BadInput(
+            f"'{key}' of '{event}' must be a positive amount in euros with at most 2 decimals, "
+            f"such as 1850.00, got '{value}'"
+        )
     try:
         amount = Decimal(text.replace(",", "."))
     except InvalidOperation:
