@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Engine, exists
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from states.clock import paris_day, utc
 from states.db import is_sqlite, write_session
@@ -69,44 +70,67 @@ class PayReport:
 Progress = Callable[[int], None]
 
 
-def sweep(
-    engine: Engine, at: datetime, policy: Policy, chunk: int = 500, progress: Progress | None = None
-) -> SweepReport:
-    """Send each reminder, escalation and time-out due on or before ``at``, exactly once."""
-    at = utc(at)
-    report = SweepReport()
+def _in_chunks(
+    engine: Engine,
+    due: SelectOfScalar[Case],
+    work: Callable[[Session, Case], bool],
+    failures: dict[int, str],
+    chunk: int,
+    progress: Callable[[], None] | None,
+) -> None:
+    """Run ``work`` on each case ``due`` selects, one write transaction per chunk.
+
+    A case whose work fails is rolled back alone (a savepoint), reported in ``failures``
+    and not selected again; a case on which ``work`` did nothing is not selected again.
+    """
     skip: set[int] = set()
     while True:
         with write_session(engine) as session:
-            q = select(Case).where(col(Case.due_at) <= at).order_by(col(Case.due_at), col(Case.id)).limit(chunk)
+            q = due.limit(chunk)
             if skip:
                 q = q.where(col(Case.id).not_in(skip))
             if not is_sqlite(engine):
                 q = q.with_for_update(skip_locked=True)
             cases = session.exec(q).all()
             if not cases:
-                break
+                return
             for case in cases:
                 try:
                     with session.begin_nested():
-                        step = apply_due_step(session, case, at, policy)
+                        did = work(session, case)
                 except ConumError as exc:
-                    logger.warning("sweep: case %s skipped: %s", case.id, exc)
-                    report.failures[case.id or 0] = str(exc)
+                    logger.warning("case %s skipped: %s", case.id, exc)
+                    failures[case.id or 0] = str(exc)
                     skip.add(case.id or 0)
                     continue
-                if step is None:
+                if not did:
                     skip.add(case.id or 0)
-                    continue
-                report.steps.append(step)
-                if step.action == "remind":
-                    report.reminded += 1
-                elif step.action == "escalate":
-                    report.escalated += 1
-                else:
-                    report.timed_out += 1
         if progress:
-            progress(len(report.steps))
+            progress()
+
+
+def sweep(
+    engine: Engine, at: datetime, policy: Policy, chunk: int = 500, progress: Progress | None = None
+) -> SweepReport:
+    """Send each reminder, escalation and time-out due on or before ``at``, exactly once."""
+    at = utc(at)
+    report = SweepReport()
+
+    def work(session: Session, case: Case) -> bool:
+        step = apply_due_step(session, case, at, policy)
+        if step is None:
+            return False
+        report.steps.append(step)
+        if step.action == "remind":
+            report.reminded += 1
+        elif step.action == "escalate":
+            report.escalated += 1
+        else:
+            report.timed_out += 1
+        return True
+
+    due = select(Case).where(col(Case.due_at) <= at).order_by(col(Case.due_at), col(Case.id))
+    _in_chunks(engine, due, work, report.failures, chunk, progress and (lambda: progress(len(report.steps))))
     return report
 
 
@@ -115,41 +139,17 @@ def pay(engine: Engine, at: datetime, policy: Policy, chunk: int = 500, progress
     at = utc(at)
     today = paris_day(at)
     report = PayReport()
-    skip: set[int] = set()
-    due = exists().where(
+
+    def work(session: Session, case: Case) -> bool:
+        paid = pay_case_tranches(session, case, at, policy)
+        for t in paid:
+            final = t is paid[-1] and case.state == State.TRANCHES_PAID.value
+            report.payments.append(Payment(case.id or 0, case.structure_id, t.number, t.amount_cents, final))
+        return bool(paid)
+
+    has_due = exists().where(
         col(Tranche.case_id) == col(Case.id), col(Tranche.status) == "scheduled", col(Tranche.due_on) <= today
     )
-    while True:
-        with write_session(engine) as session:
-            q = select(Case).where(col(Case.state) == State.IN_POST.value, due).order_by(col(Case.id)).limit(chunk)
-            if skip:
-                q = q.where(col(Case.id).not_in(skip))
-            if not is_sqlite(engine):
-                q = q.with_for_update(skip_locked=True)
-            cases = session.exec(q).all()
-            if not cases:
-                break
-            for case in cases:
-                try:
-                    with session.begin_nested():
-                        paid = pay_case_tranches(session, case, at, policy)
-                except ConumError as exc:
-                    logger.warning("pay: case %s skipped: %s", case.id, exc)
-                    report.failures[case.id or 0] = str(exc)
-                    skip.add(case.id or 0)
-                    continue
-                if not paid:
-                    skip.add(case.id or 0)
-                for t in paid:
-                    report.payments.append(
-                        Payment(
-                            case.id or 0,
-                            case.structure_id,
-                            t.number,
-                            t.amount_cents,
-                            t is paid[-1] and case.state == State.TRANCHES_PAID.value,
-                        )
-                    )
-        if progress:
-            progress(report.paid)
+    due = select(Case).where(col(Case.state) == State.IN_POST.value, has_due).order_by(col(Case.id))
+    _in_chunks(engine, due, work, report.failures, chunk, progress and (lambda: progress(report.paid)))
     return report
