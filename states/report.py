@@ -30,7 +30,7 @@ from sqlmodel import Session, col, select
 
 from states import money
 from states.clock import paris_day, utc
-from states.delivery import MONTHS, RUPTURE_REASONS, euros
+from states.delivery import CONTRACT_TYPES, MONTHS, RUPTURE_REASONS, euros, french_day, french_instant
 from states.geo import DEPARTEMENTS, name_of, region_of
 from states.lifecycle import ACTIVE_CONTRACT, LABELS, TERMINAL, State, is_legal
 from states.models import Candidate, Case, History, Structure, Tranche
@@ -330,7 +330,7 @@ def headline(f: Figures) -> list[Headline]:
     refused = f.run.get("refused") or {}
     period = ""
     if f.run.get("start") and f.run.get("end"):
-        period = f"{f.run['start']} → {f.run['end']}"
+        period = f"{french_day(f.run['start'])} → {french_day(f.run['end'])}"
     rows = [
         ("periode-simulee", "Période simulée", period or "–"),
         ("postes", "Postes attribués", _n(f.posts)),
@@ -341,6 +341,7 @@ def headline(f: Figures) -> list[Headline]:
         ("contrats-signes", "Contrats signés", _n(f.reached[State.CONTRACT_SIGNED.value])),
         ("prises-de-poste", "Prises de poste", _n(f.reached[State.IN_POST.value])),
         ("subventions-soldees", "Subventions entièrement versées", _n(f.by_state[State.TRANCHES_PAID.value])),
+        ("postes-vacants", "Postes vacants à la fin du programme", _n(int(f.run.get("unfilled_posts", 0)))),
         (
             "delai-median-signature",
             "Délai médian présentation → signature",
@@ -596,15 +597,10 @@ def chart_sign_delays(f: Figures) -> str:
         top = max(f.sign_days)
         ax.hist(f.sign_days, bins=range(0, int(top) + 2), color=BLUE, edgecolor="white", linewidth=0.4)
         median = f.median_sign_days or 0
-        ax.axvline(median, color=ORANGE, linestyle="--", linewidth=1.5)
-        ax.annotate(
-            f"médiane : {median:.1f} j".replace(".", ","),
-            (median, 0.95),
-            xycoords=("data", "axes fraction"),
-            xytext=(6, 0),
-            textcoords="offset points",
-            color=ORANGE,
-        )
+        label = f"médiane : {median:.1f} jours".replace(".", ",")
+        ax.axvline(median, color=ORANGE, linestyle="--", linewidth=1.5, label=label)
+        ax.axvline(15, color=GREY, linestyle=":", linewidth=1.2, label="15 jours")
+        ax.legend(loc="upper right", frameon=False, fontsize=9)
     ax.set_xlabel("Jours entre la présentation du candidat et la signature du contrat")
     ax.set_ylabel("Contrats")
     ax.set_title("Délai de la présentation à la signature")
@@ -689,7 +685,9 @@ def _env() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(euros=euros, n=_n, month=month_label, label=lambda s: LABELS[State(s)])
+    env.filters.update(
+        euros=euros, n=_n, month=month_label, label=lambda s: LABELS[State(s)], day=french_day, instant=french_instant
+    )
     return env
 
 
@@ -701,7 +699,7 @@ def render(
     generated_at: datetime | None = None,
     parameters: Iterable[tuple[str, str]] = (),
 ) -> Path:
-    """Write the report page at ``path``; return it."""
+    """Write the report page at ``path``; return its absolute path."""
     charts = {key: Markup(make(figures)) for key, make in CHARTS.items()}
     html = (
         _env()
@@ -716,10 +714,11 @@ def render(
             generated_at=generated_at,
             parameters=list(parameters),
             rule_labels=RULE_LABELS,
+            contract_labels=CONTRACT_TYPES,
             refused=sorted((figures.run.get("refused") or {}).items(), key=lambda item: -int(item[1])),
         )
     )
-    out = Path(path)
+    out = Path(path).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
     return out

@@ -33,15 +33,15 @@ from typing import Any
 
 from sqlalchemy import Engine, func
 from sqlalchemy.engine import make_url
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from states import batch, service
-from states.clock import PARIS, add_months
+from states.clock import PARIS, add_months, utc
 from states.config import Settings
 from states.db import get_engine, has_schema, migrate, write_session
 from states.errors import BadInput, ConumError
 from states.geo import DEPARTEMENTS, region_of
-from states.models import Candidate, Case, Structure, TrainingOrg
+from states.models import Candidate, Case, Outbox, Structure, TrainingOrg, Tranche
 from states.money import funded_months
 from states.policy import Policy
 
@@ -568,13 +568,14 @@ def _months(first: date, last: date) -> list[str]:
     return out
 
 
-Deliver = Callable[[Engine, datetime, Settings], Any]
+#: Delivers the outbox rows due at an instant, at most ``limit`` of them (``states.delivery.deliver``).
+Deliver = Callable[[Engine, datetime, Settings, int | None], Any]
 
 
-def _outbox_delivery(engine: Engine, at: datetime, settings: Settings) -> Any:
+def _outbox_delivery(engine: Engine, at: datetime, settings: Settings, limit: int | None) -> Any:
     from states.delivery import deliver
 
-    return deliver(engine, at, settings, kinds=None, limit=None)
+    return deliver(engine, at, settings, kinds=None, limit=limit)
 
 
 class Simulation:
@@ -587,6 +588,7 @@ class Simulation:
 
     #: When each daily batch runs (Paris hours): the sweep before people act, payments and mail after.
     SWEEP_HOUR, DAY_FROM, DAY_TO, PAY_HOUR, DELIVER_HOUR = 7, 9, 18, 20, 21
+    NEVER = datetime.max.replace(tzinfo=UTC)
 
     def __init__(
         self,
@@ -621,6 +623,10 @@ class Simulation:
         self.heap: list[tuple[datetime, int, Plan]] = []
         self.seq = 0
         self.ready = False
+        # what the daily batches have to do, known without asking the database (None: ask it)
+        self._next_due: datetime | None = None
+        self._next_tranche: date | None = None
+        self._outbox_dirty = False
 
     # ------------------------------------------------------------ setup
 
@@ -672,8 +678,9 @@ class Simulation:
         minutes = self.rng.randrange((self.DAY_TO - self.DAY_FROM) * 60)
         return at_paris(day, self.DAY_FROM + minutes // 60, minutes % 60)
 
-    def _after(self, days: int, base: date | None = None) -> datetime:
-        return self._when((base or self.today) + timedelta(days=max(1, days)))
+    def _after(self, days: int) -> datetime:
+        """A random instant ``days`` days from today (at least the next day: people act one step a day)."""
+        return self._when(self.today + timedelta(days=max(1, days)))
 
     def _plan_present(self, slot: int, days: int) -> None:
         day = self.today + timedelta(days=days)
@@ -739,41 +746,92 @@ class Simulation:
         return self.stats
 
     def run_day(self, day: date) -> None:
-        """One simulated day: the sweep at 07:00, people from 09:00 to 18:00, payments, then the mail."""
+        """One simulated day: the sweep at 07:00, people from 09:00 to 18:00, payments, then the mail.
+
+        A batch runs when it has work: the sweep when a deadline step is due, the payment run when a
+        tranche is due, the delivery when the outbox received rows (or holds some to retry). On the
+        other days its deployment would run and find nothing; skipping it changes no row.
+        """
         self.today = day
         self.stats.days += 1
-        swept = batch.sweep(self.engine, at_paris(day, self.SWEEP_HOUR), self.policy)
-        self.stats.reminded += swept.reminded
-        self.stats.escalated += swept.escalated
-        self.stats.timed_out += swept.timed_out
-        self.stats.batch_failures += len(swept.failures)
-        for step in swept.steps:
-            if step.action == "time_out":
-                self._closed(step.case_id, "expired", back_to_pool=True)
-        self._act(day)
-        paid = batch.pay(self.engine, at_paris(day, self.PAY_HOUR), self.policy)
-        self.stats.payments += paid.paid
-        self.stats.paid_cents += paid.amount_cents
-        self.stats.batch_failures += len(paid.failures)
-        for p in paid.payments:
-            if p.final:
-                track = self.tracks.get(p.case_id)
-                if track is not None and track.phase != "closed":
-                    self.slots[track.slot].status = "done"
-                    self._closed(p.case_id, "tranches_paid", back_to_pool=False)
-        if self.deliver is not None:
-            self.deliver(self.engine, at_paris(day, self.DELIVER_HOUR), self.settings)
+        sweep_at = at_paris(day, self.SWEEP_HOUR)
+        if self._sweep_due(sweep_at):
+            swept = batch.sweep(self.engine, sweep_at, self.policy)
+            self._next_due = None
+            self.stats.reminded += swept.reminded
+            self.stats.escalated += swept.escalated
+            self.stats.timed_out += swept.timed_out
+            self.stats.batch_failures += len(swept.failures)
+            self._outbox_dirty |= bool(swept.steps)
+            for step in swept.steps:
+                if step.action == "time_out":
+                    self._closed(step.case_id, "expired", back_to_pool=True)
+        if self._act(day):
+            self._next_due = self._next_tranche = None
+            self._outbox_dirty = True
+        if self._pay_due(day):
+            paid = batch.pay(self.engine, at_paris(day, self.PAY_HOUR), self.policy)
+            self._next_tranche = None
+            self.stats.payments += paid.paid
+            self.stats.paid_cents += paid.amount_cents
+            self.stats.batch_failures += len(paid.failures)
+            self._outbox_dirty |= bool(paid.payments)
+            for p in paid.payments:
+                if p.final:
+                    track = self.tracks.get(p.case_id)
+                    if track is not None and track.phase != "closed":
+                        self.slots[track.slot].status = "done"
+                        self._closed(p.case_id, "tranches_paid", back_to_pool=False)
+        if self.deliver is not None and self._outbox_dirty:
+            deliver_at = at_paris(day, self.DELIVER_HOUR)
+            waiting = self._outbox_waiting(deliver_at)
+            report = self.deliver(self.engine, deliver_at, self.settings, waiting) if waiting else None
+            self._outbox_dirty = bool(getattr(report, "retried", 0))
 
-    def _act(self, day: date) -> None:
+    def _sweep_due(self, at: datetime) -> bool:
+        """Tell whether a case has a deadline step due at ``at`` (the earliest ``due_at``, read once per change)."""
+        if self._next_due is None:
+            with Session(self.engine) as s:
+                first = s.exec(select(func.min(Case.due_at))).one()
+            self._next_due = utc(first) if first is not None else self.NEVER
+        return self._next_due <= at
+
+    def _outbox_waiting(self, at: datetime) -> int:
+        """Count the outbox rows due at ``at``: the delivery then stops after them, without a last empty claim."""
+        with Session(self.engine) as s:
+            return int(
+                s.exec(
+                    select(func.count())
+                    .select_from(Outbox)
+                    .where(col(Outbox.status).in_(["pending", "sending"]), col(Outbox.next_attempt_at) <= at)
+                ).one()
+            )
+
+    def _pay_due(self, day: date) -> bool:
+        """Tell whether a tranche of a case in post is due on ``day`` (read once per change)."""
+        if self._next_tranche is None:
+            with Session(self.engine) as s:
+                first = s.exec(
+                    select(func.min(Tranche.due_on))
+                    .join(Case, col(Case.id) == col(Tranche.case_id))
+                    .where(col(Case.state) == "in_post", col(Tranche.status) == "scheduled")
+                ).one()
+            self._next_tranche = first if first is not None else date.max
+        return self._next_tranche <= day
+
+    def _act(self, day: date) -> bool:
+        """Let the people act; return whether any action changed a case."""
         end = at_paris(day + timedelta(days=1), 0)
         due: list[Plan] = []
         while self.heap and self.heap[0][0] < end:
             due.append(heapq.heappop(self.heap)[2])
         if not due:
-            return
+            return False
+        done = sum(self.stats.actions.values())
         with write_session(self.engine) as s:
             for plan in due:
                 self._try(s, plan)
+        return sum(self.stats.actions.values()) > done
 
     def _try(self, s: Session, plan: Plan) -> None:
         if plan.kind == "present":

@@ -1,0 +1,153 @@
+"""Benchmark of the whole simulation: wall time and peak memory of ``conum simulate``.
+
+    .venv/bin/python bench/bench_simulate.py [--posts N] [--seed S] [--breakdown] [--keep DIR]
+
+By default it runs the installed ``conum simulate --posts N`` as a real
+process in a temporary folder (a new SQLite database, the report, its mail and
+payment orders), as a user would, Prefect included (a temporary server unless
+``PREFECT_API_URL`` is set), and prints the wall time and the peak resident
+memory of the command and of the largest process it started.
+
+With ``--breakdown`` it runs the same simulation in this process without
+Prefect and prints where the time goes: each event of the transition service
+(by name), the sweep, the payment run, the outbox delivery, the behaviour model
+(the rest of the day loop), the figures and the report. It prints figures and
+asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+CONUM = Path(sys.executable).with_name("conum")
+
+
+def mib(kib: int) -> str:
+    return f"{kib / 1024:,.0f} MiB"
+
+
+def run_command(posts: int, seed: int, folder: Path) -> None:
+    cmd = [str(CONUM), "simulate", "--posts", str(posts), "--seed", str(seed), "--report", str(folder / "report.html")]
+    print("$", " ".join(cmd), flush=True)
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, cwd=folder, stdout=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(done.stdout[-3000:])
+    print(f"exit code         {done.returncode}")
+    print(f"wall time         {wall:,.1f} s for {posts:,} posts")
+    print(f"CPU time          {children.ru_utime + children.ru_stime:,.1f} s (the command and its children)")
+    print(f"peak RSS          {mib(children.ru_maxrss)} (largest process: the command or the Prefect server)")
+
+
+class Clock:
+    """Time spent in named parts, measured by wrapping functions."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.depth = 0
+
+    @contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            self.seconds[name] += time.perf_counter() - t0
+            self.calls[name] += 1
+
+    def wrap(self, owner: Any, attr: str, name: Callable[..., str] | str) -> None:
+        original = getattr(owner, attr)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if self.depth:  # nested (a sweep's own transitions): counted by the outer part
+                return original(*args, **kwargs)
+            with self.part(name(*args, **kwargs) if callable(name) else name):
+                return original(*args, **kwargs)
+
+        setattr(owner, attr, timed)
+
+
+def breakdown(posts: int, seed: int, folder: Path) -> None:
+    from states import simulation
+    from states.policy import Policy
+
+    clock = Clock()
+    clock.wrap(simulation.service, "fire", lambda *a, **k: f"service.fire {a[2]}")
+    clock.wrap(simulation.service, "present", "service.present")
+    clock.wrap(simulation.batch, "sweep", "batch.sweep")
+    clock.wrap(simulation.batch, "pay", "batch.pay")
+    deliver = simulation._outbox_delivery
+
+    def timed_delivery(*args: Any) -> Any:
+        with clock.part("delivery.deliver"):
+            return deliver(*args)
+
+    policy = Policy()
+    config = simulation.make_config(posts, seed, None, policy)
+    t0 = time.perf_counter()
+    with clock.part("setup (generate and insert)"):
+        sim = simulation.prepare(
+            f"sqlite:///{folder / 'simulation.db'}", policy, config, folder / "report.html", deliver=timed_delivery
+        )
+    t1 = time.perf_counter()
+    sim.run()
+    loop = time.perf_counter() - t1
+    with clock.part("figures, reconciliation, report"):
+        outcome = simulation.conclude(sim, folder / "report.html")
+    wall = time.perf_counter() - t0
+    inside = sum(v for k, v in clock.seconds.items() if not k.startswith(("setup", "figures")))
+    clock.seconds["behaviour model and day loop (the rest)"] = loop - inside
+    print(f"{'part':<45} {'calls':>8} {'seconds':>9} {'ms/call':>8} {'share':>6}")
+    for name, seconds in sorted(clock.seconds.items(), key=lambda item: -item[1]):
+        calls = clock.calls.get(name, 0)
+        per = f"{1000 * seconds / calls:8.2f}" if calls else " " * 8
+        print(f"{name:<45} {calls:>8,} {seconds:>9.1f} {per} {100 * seconds / wall:5.1f}%")
+    f = outcome.figures
+    print(
+        f"\n{f.cases:,} cases, {sum(f.run['actions'].values()):,} actions, {f.run['payments']:,} tranches paid, "
+        f"{f.mails:,} e-mails, {f.payment_orders:,} payment orders; reconciliation "
+        f"{'OK' if outcome.ok else 'VIOLATIONS'}"
+    )
+    print(f"wall time         {wall:,.1f} s for {posts:,} posts (no Prefect)")
+    print(f"peak RSS          {mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)}")
+    print(f"report            {outcome.report}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--posts", type=int, default=4000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--breakdown", action="store_true", help="in this process, without Prefect: time by part")
+    parser.add_argument("--keep", type=Path, help="work in this (new) folder and keep it, instead of a temporary one")
+    args = parser.parse_args()
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="conum-bench-sim-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PREFECT_HOME", str(folder / "prefect"))
+    try:
+        if args.breakdown:
+            breakdown(args.posts, args.seed, folder)
+        else:
+            run_command(args.posts, args.seed, folder)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
