@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN := run
 
-.PHONY: install demo lint test clean
+.PHONY: install demo walk lint test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +15,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# the main job: the whole 4,000-post programme in fast-forward; report in run/sim/report.html
 demo: $(STAMP)
+	rm -rf $(RUN)/sim
+	$(BIN)/conum simulate --posts 4000 --seed 1 --report $(RUN)/sim/report.html
+
+# a scripted walk of a few cases through every path, printing their histories
+walk: $(STAMP)
 	mkdir -p $(RUN)
-	rm -f $(RUN)/demo.db $(RUN)/demo.db-wal $(RUN)/demo.db-shm
-	$(BIN)/conum demo --db sqlite:///$(RUN)/demo.db
+	rm -f $(RUN)/walk.db $(RUN)/walk.db-wal $(RUN)/walk.db-shm
+	$(BIN)/conum demo --db sqlite:///$(RUN)/walk.db
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import struct
 import subprocess
 import sys
 from collections import Counter
@@ -317,3 +318,36 @@ def test_config_refuses_rates_that_cannot_describe_people() -> None:
     with pytest.raises(BadInput, match="must not exceed 1"):
         make_config(10, 1, None, POLICY, rates=replace(Rates(), decline=0.6, silent=0.6))
     assert isinstance(make_config(10, 1, date(2026, 3, 2), POLICY), Config)
+
+
+# ---------------------------------------------------------------- in a real browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+HEADLESS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian package chromium)")
+def test_report_renders_offline_in_headless_chromium(first: Outcome, tmp_path: Path) -> None:
+    common = [CHROMIUM or "", *HEADLESS, f"--user-data-dir={tmp_path / 'profile'}"]
+    url = first.report.resolve().as_uri()
+    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True)
+    assert dom.stdout.count("<svg") >= len(CHARTS), "the charts did not reach the rendered page"
+    assert "Rapprochement" in dom.stdout
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [*common, f"--screenshot={shot}", "--window-size=1300,2000", url], capture_output=True, timeout=120, check=True
+    )
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])
+    assert (width, height) == (1300, 2000)
+    assert len(png) > 50_000, "the screenshot is nearly blank: the page did not render"
