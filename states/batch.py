@@ -12,21 +12,22 @@ the work. One case that fails is reported and skipped; the rest goes on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, exists
+from sqlalchemy import Engine, bindparam, exists
 from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
+from sqlmodel.sql.expression import Select
 
 from states.clock import paris_day, utc
 from states.db import is_sqlite, write_session
 from states.errors import ConumError
 from states.lifecycle import State
-from states.models import Case, Tranche
+from states.models import Candidate, Case, Structure, Tranche
 from states.policy import Policy
-from states.service import Step, apply_due_step, pay_case_tranches
+from states.service import Step, _apply_due_step, _pay_case_tranches
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -69,19 +70,28 @@ class PayReport:
 
 Progress = Callable[[int], None]
 
+_CHUNK_TRANCHES = (
+    select(Tranche)
+    .where(col(Tranche.case_id).in_(bindparam("case_ids", expanding=True)))
+    .order_by(col(Tranche.case_id), col(Tranche.number))
+)
+
 
 def _in_chunks(
     engine: Engine,
-    due: SelectOfScalar[Case],
-    work: Callable[[Session, Case], bool],
+    due: Select[Case, Structure, Candidate],
+    work: Callable[[Session, Case, tuple[Structure, Candidate]], bool],
     failures: dict[int, str],
     chunk: int,
     progress: Callable[[], None] | None,
+    prepare: Callable[[Session, Sequence[Case]], None] | None = None,
 ) -> None:
-    """Run ``work`` on each case ``due`` selects, one write transaction per chunk.
+    """Run ``work`` on each case ``due`` selects (with its structure and candidate), one write
+    transaction per chunk.
 
-    A case whose work fails is rolled back alone (a savepoint), reported in ``failures``
-    and not selected again; a case on which ``work`` did nothing is not selected again.
+    ``prepare`` loads, once per chunk, what else ``work`` needs of the chunk's cases (the cases
+    are locked by then). A case whose work fails is rolled back alone (a savepoint), reported in
+    ``failures`` and not selected again; a case on which ``work`` did nothing is not selected again.
     """
     skip: set[int] = set()
     while True:
@@ -90,14 +100,16 @@ def _in_chunks(
             if skip:
                 q = q.where(col(Case.id).not_in(skip))
             if not is_sqlite(engine):
-                q = q.with_for_update(skip_locked=True)
-            cases = session.exec(q).all()
-            if not cases:
+                q = q.with_for_update(skip_locked=True, of=Case)
+            rows = session.exec(q).all()
+            if not rows:
                 return
-            for case in cases:
+            if prepare:
+                prepare(session, [row[0] for row in rows])
+            for case, structure, candidate in rows:
                 try:
                     with session.begin_nested():
-                        did = work(session, case)
+                        did = work(session, case, (structure, candidate))
                 except ConumError as exc:
                     logger.warning("case %s skipped: %s", case.id, exc)
                     failures[case.id or 0] = str(exc)
@@ -109,6 +121,16 @@ def _in_chunks(
             progress()
 
 
+def _due(*where: Any) -> Select[Case, Structure, Candidate]:
+    """Select the cases ``where`` says, each with its structure and candidate (what ``fire`` needs)."""
+    return (
+        select(Case, Structure, Candidate)
+        .join(Structure, col(Structure.id) == col(Case.structure_id))
+        .join(Candidate, col(Candidate.id) == col(Case.candidate_id))
+        .where(*where)
+    )
+
+
 def sweep(
     engine: Engine, at: datetime, policy: Policy, chunk: int = 500, progress: Progress | None = None
 ) -> SweepReport:
@@ -116,8 +138,8 @@ def sweep(
     at = utc(at)
     report = SweepReport()
 
-    def work(session: Session, case: Case) -> bool:
-        step = apply_due_step(session, case, at, policy)
+    def work(session: Session, case: Case, rows: tuple[Structure, Candidate]) -> bool:
+        step = _apply_due_step(session, case, rows, at, policy)
         if step is None:
             return False
         report.steps.append(step)
@@ -129,7 +151,7 @@ def sweep(
             report.timed_out += 1
         return True
 
-    due = select(Case).where(col(Case.due_at) <= at).order_by(col(Case.due_at), col(Case.id))
+    due = _due(col(Case.due_at) <= at).order_by(col(Case.due_at), col(Case.id))
     _in_chunks(engine, due, work, report.failures, chunk, progress and (lambda: progress(len(report.steps))))
     return report
 
@@ -139,9 +161,15 @@ def pay(engine: Engine, at: datetime, policy: Policy, chunk: int = 500, progress
     at = utc(at)
     today = paris_day(at)
     report = PayReport()
+    tranches: dict[int, list[Tranche]] = {}
 
-    def work(session: Session, case: Case) -> bool:
-        paid = pay_case_tranches(session, case, at, policy)
+    def prepare(session: Session, cases: Sequence[Case]) -> None:
+        tranches.clear()
+        for t in session.exec(_CHUNK_TRANCHES, params={"case_ids": [c.id for c in cases]}):
+            tranches.setdefault(t.case_id, []).append(t)
+
+    def work(session: Session, case: Case, rows: tuple[Structure, Candidate]) -> bool:
+        paid = _pay_case_tranches(session, case, rows, tranches.get(case.id or 0, []), at, policy)
         for t in paid:
             final = t is paid[-1] and case.state == State.TRANCHES_PAID.value
             report.payments.append(Payment(case.id or 0, case.structure_id, t.number, t.amount_cents, final))
@@ -150,6 +178,6 @@ def pay(engine: Engine, at: datetime, policy: Policy, chunk: int = 500, progress
     has_due = exists().where(
         col(Tranche.case_id) == col(Case.id), col(Tranche.status) == "scheduled", col(Tranche.due_on) <= today
     )
-    due = select(Case).where(col(Case.state) == State.IN_POST.value, has_due).order_by(col(Case.id))
-    _in_chunks(engine, due, work, report.failures, chunk, progress and (lambda: progress(report.paid)))
+    due = _due(col(Case.state) == State.IN_POST.value, has_due).order_by(col(Case.id))
+    _in_chunks(engine, due, work, report.failures, chunk, progress and (lambda: progress(report.paid)), prepare)
     return report

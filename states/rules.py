@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlalchemy import bindparam, func
+from sqlmodel import Session, col, select
 
 from states.clock import paris_day, whole_months
 from states.errors import RuleViolation
@@ -43,28 +43,31 @@ class Context:
         return date.fromisoformat(value) if value else paris_day(self.at)
 
 
+# Built once: building a statement costs more than running it from the compiled cache.
+_ACTIVE = [s.value for s in ACTIVE_CONTRACT]
+_COUNT_OF_STRUCTURE = (
+    select(func.count())
+    .select_from(Case)
+    .where(col(Case.structure_id) == bindparam("structure_id"), col(Case.state).in_(_ACTIVE))
+)
+_COUNT_OF_STRUCTURE_EXCLUDING = _COUNT_OF_STRUCTURE.where(col(Case.id) != bindparam("exclude"))
+_OF_CANDIDATE = select(Case).where(col(Case.candidate_id) == bindparam("candidate_id"), col(Case.state).in_(_ACTIVE))
+_OF_CANDIDATE_FIRST = _OF_CANDIDATE.limit(1)
+_OF_CANDIDATE_EXCLUDING_FIRST = _OF_CANDIDATE.where(col(Case.id) != bindparam("exclude")).limit(1)
+
+
 def active_contracts_of_structure(session: Session, structure_id: int, exclude: int | None = None) -> int:
-    q = (
-        select(func.count())
-        .select_from(Case)
-        .where(
-            Case.structure_id == structure_id,
-            Case.state.in_([s.value for s in ACTIVE_CONTRACT]),  # type: ignore[attr-defined]
-        )
-    )
-    if exclude is not None:
-        q = q.where(Case.id != exclude)
-    return int(session.exec(q).one())
+    if exclude is None:
+        return int(session.exec(_COUNT_OF_STRUCTURE, params={"structure_id": structure_id}).one())
+    params = {"structure_id": structure_id, "exclude": exclude}
+    return int(session.exec(_COUNT_OF_STRUCTURE_EXCLUDING, params=params).one())
 
 
 def active_contract_of_candidate(session: Session, candidate_id: int, exclude: int | None = None) -> Case | None:
-    q = select(Case).where(
-        Case.candidate_id == candidate_id,
-        Case.state.in_([s.value for s in ACTIVE_CONTRACT]),  # type: ignore[attr-defined]
-    )
-    if exclude is not None:
-        q = q.where(Case.id != exclude)
-    return session.exec(q.limit(1)).first()
+    if exclude is None:
+        return session.exec(_OF_CANDIDATE_FIRST, params={"candidate_id": candidate_id}).first()
+    params = {"candidate_id": candidate_id, "exclude": exclude}
+    return session.exec(_OF_CANDIDATE_EXCLUDING_FIRST, params=params).first()
 
 
 def known_training_org(ctx: Context) -> None:
@@ -126,6 +129,12 @@ def salary_at_least_smic(ctx: Context) -> None:
         )
 
 
+_LOCKS = {
+    model: select(model.id).where(col(model.id) == bindparam("row_id")).with_for_update()
+    for model in (Structure, Candidate)
+}
+
+
 def lock(session: Session, model: type[Structure] | type[Candidate], row_id: int) -> None:
     """Take the row lock of a structure or a candidate until the transaction ends (PostgreSQL).
 
@@ -133,7 +142,7 @@ def lock(session: Session, model: type[Structure] | type[Candidate], row_id: int
     the other. SQLite needs nothing: its write transactions already run one at a time.
     """
     if session.get_bind().dialect.name != "sqlite":
-        session.exec(select(model.id).where(model.id == row_id).with_for_update()).first()
+        session.exec(_LOCKS[model], params={"row_id": row_id}).first()
 
 
 def within_quota(ctx: Context) -> None:

@@ -18,8 +18,8 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.orm.attributes import flag_modified
+from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy.orm.attributes import flag_modified, set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
@@ -188,26 +188,94 @@ def _payload(ctx: Context, **extra: Any) -> dict[str, Any]:
     return base
 
 
+# History, outbox and new tranche rows are only ever inserted: plain Core inserts, run at once in the
+# transaction, cost far less than building ORM objects for the session to flush.
+_OUTBOX_TABLE: Table = Outbox.__table__  # type: ignore[attr-defined]
+_HISTORY_TABLE: Table = History.__table__  # type: ignore[attr-defined]
+_TRANCHE_TABLE: Table = Tranche.__table__  # type: ignore[attr-defined]
+_OUTBOX_INSERT = insert(_OUTBOX_TABLE)
+_HISTORY_INSERT = insert(_HISTORY_TABLE)
+_TRANCHE_INSERT = insert(_TRANCHE_TABLE)
+
+
 def notify(ctx: Context, kind: str, recipients: tuple[str, ...], **extra: Any) -> None:
     payload = _payload(ctx, **extra)
-    for recipient in recipients:
-        ctx.session.add(
-            Outbox(
-                case_id=ctx.case.id,
-                kind=kind,
-                recipient=recipient,
-                payload=payload,
-                created_at=ctx.at,
-                next_attempt_at=ctx.at,
-            )
-        )
+    ctx.session.execute(
+        _OUTBOX_INSERT,
+        [
+            {
+                "case_id": ctx.case.id,
+                "kind": kind,
+                "recipient": recipient,
+                "payload": payload,
+                "created_at": ctx.at,
+                "next_attempt_at": ctx.at,
+            }
+            for recipient in recipients
+        ],
+    )
+
+
+def _history(
+    session: Session,
+    case_id: int,
+    event: str,
+    source: str | None,
+    dest: str,
+    actor: str,
+    at: datetime,
+    data: dict[str, Any],
+    flow_run_id: str | None,
+) -> None:
+    session.execute(
+        _HISTORY_INSERT,
+        {
+            "case_id": case_id,
+            "event": event,
+            "from_state": source,
+            "to_state": dest,
+            "actor": actor,
+            "at": at,
+            "data": data,
+            "flow_run_id": flow_run_id,
+        },
+    )
 
 
 # ---------------------------------------------------------------- effects
 
 
+# The statements the service runs on every transition are built once: building a
+# SQLAlchemy statement costs more than running it from the compiled cache.
+_TRANCHES = select(Tranche).where(col(Tranche.case_id) == bindparam("case_id")).order_by(col(Tranche.number))
+_OTHER_OPEN_CASES = select(Case).where(
+    col(Case.candidate_id) == bindparam("candidate_id"),
+    col(Case.id) != bindparam("case_id"),
+    col(Case.state).in_([s.value for s in PRE_CONTRACT]),
+)
+_OPEN_HERE = select(Case.id).where(
+    col(Case.candidate_id) == bindparam("candidate_id"),
+    col(Case.structure_id) == bindparam("structure_id"),
+    col(Case.state).in_([s.value for s in PRE_CONTRACT]),
+)
+_LOAD_CASE = (
+    select(Case, Structure, Candidate)
+    .join(Structure, col(Structure.id) == col(Case.structure_id))
+    .join(Candidate, col(Candidate.id) == col(Case.candidate_id))
+    .where(col(Case.id) == bindparam("case_id"))
+)
+_LOAD_CASE_LOCKED = _LOAD_CASE.with_for_update(of=Case)
+# a Core statement (no ORM synchronisation): see _on_pay
+_PAY_TRANCHE = (
+    update(_TRANCHE_TABLE)
+    .where(_TRANCHE_TABLE.c.id == bindparam("tranche_id"), _TRANCHE_TABLE.c.status == "scheduled")
+    .values(status="paid", paid_at=bindparam("paid_at"))
+)
+_TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
+
+
 def _tranches(session: Session, case_id: int) -> list[Tranche]:
-    return list(session.exec(select(Tranche).where(Tranche.case_id == case_id).order_by(col(Tranche.number))))
+    return list(session.exec(_TRANCHES, params={"case_id": case_id}))
 
 
 def _on_select(ctx: Context) -> None:
@@ -232,17 +300,16 @@ def _on_sign(ctx: Context) -> None:
     g = money.grant(ctx.policy, ctx.structure.kind, ctx.structure.departement, d["type"], start, end)
     case.funded_months, case.subsidy_cents = g.funded_months, g.subsidy_cents
     dues = (None, g.second_due, g.third_due)
-    for number, (amount, due) in enumerate(zip(g.amounts, dues, strict=True), start=1):
-        ctx.session.add(Tranche(case_id=case.id or 0, number=number, amount_cents=amount, due_on=due))
+    ctx.session.execute(
+        _TRANCHE_INSERT,
+        [
+            {"case_id": case.id or 0, "number": number, "amount_cents": amount, "due_on": due}
+            for number, (amount, due) in enumerate(zip(g.amounts, dues, strict=True), start=1)
+        ],
+    )
     _start_clock(case, start_of_day(start), ctx.policy)
     # the candidate leaves the pool: their other open cases close
-    others = ctx.session.exec(
-        select(Case).where(
-            Case.candidate_id == case.candidate_id,
-            Case.id != case.id,
-            col(Case.state).in_([s.value for s in PRE_CONTRACT]),
-        )
-    ).all()
+    others = ctx.session.exec(_OTHER_OPEN_CASES, params={"candidate_id": case.candidate_id, "case_id": case.id}).all()
     for other in others:
         fire(
             ctx.session,
@@ -354,18 +421,21 @@ def _on_deadline_step(ctx: Context) -> None:
 
 def _on_pay(ctx: Context) -> None:
     tranche_id = int(ctx.data["tranche_id"])
-    # the WHERE on status makes a second payment of the same tranche impossible, whatever the caller did
-    done = ctx.session.execute(
-        update(Tranche)
-        .where(col(Tranche.id) == tranche_id, col(Tranche.status) == "scheduled")
-        .values(status="paid", paid_at=ctx.at)
-        .execution_options(synchronize_session="fetch")
-    )
+    # The WHERE on status makes a second payment of the same tranche impossible, whatever the caller did
+    # (a stale object in memory, a second process): the database decides, not the session. The statement
+    # is plain Core, so the session neither flushes nor fetches for it; the tranche object of this session,
+    # if loaded, gets the new values as committed ones (what synchronize_session="fetch" did, without its
+    # extra SELECT and without making the object dirty, which would write the row a second time).
+    done = ctx.session.execute(_PAY_TRANCHE, {"tranche_id": tranche_id, "paid_at": ctx.at})
     if done.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict(
             f"tranche {ctx.data['number']} of case {ctx.case.id} is no longer scheduled: it was paid or "
             "cancelled meanwhile"
         )
+    tranche = ctx.session.identity_map.get(ctx.session.identity_key(Tranche, tranche_id))
+    if tranche is not None:
+        set_committed_value(tranche, "status", "paid")
+        set_committed_value(tranche, "paid_at", ctx.at)
     extra = {
         "tranche_number": ctx.data["number"],
         "amount_cents": ctx.data["amount_cents"],
@@ -424,15 +494,7 @@ def _check_actor(ctx: Context) -> None:
 
 def load_case(session: Session, case_id: int, *, lock: bool = False) -> tuple[Case, Structure, Candidate]:
     """Return a case with its structure and candidate, in one query; ``lock`` takes the row lock."""
-    q = (
-        select(Case, Structure, Candidate)
-        .join(Structure, col(Structure.id) == col(Case.structure_id))
-        .join(Candidate, col(Candidate.id) == col(Case.candidate_id))
-        .where(Case.id == case_id)
-    )
-    if lock:
-        q = q.with_for_update(of=Case)
-    row = session.exec(q).first()
+    row = session.exec(_LOAD_CASE_LOCKED if lock else _LOAD_CASE, params={"case_id": case_id}).first()
     if row is None:
         raise NotFound(f"case {case_id} does not exist: `conum list` shows the cases")
     return row
@@ -442,25 +504,15 @@ def _record(ctx: Context, source: str | None, dest: str) -> None:
     ctx.case.state = dest
     ctx.case.last_at = ctx.at
     ctx.session.add(ctx.case)
-    ctx.session.add(
-        History(
-            case_id=ctx.case.id or 0,
-            event=ctx.event.name,
-            from_state=source,
-            to_state=dest,
-            actor=ctx.actor,
-            at=ctx.at,
-            data=ctx.data,
-            flow_run_id=ctx.flow_run_id,
-        )
-    )
-    if dest in {s.value for s in TERMINAL}:
+    if dest in _TERMINAL_VALUES:
         ctx.case.due_at = ctx.case.deadline_at = None
     flag_modified(ctx.case, "last_at")  # every history row moves the version, even at the same instant
     try:
-        ctx.session.flush()
+        ctx.session.flush()  # the one flush of the transition: the case's UPDATE checks and moves its version
     except StaleDataError:
         raise Conflict(f"case {ctx.case.id} was changed by someone else meanwhile: read it again and retry") from None
+    # after the flush, so that this insert does not autoflush the case (a second UPDATE) before it
+    _history(ctx.session, ctx.case.id or 0, ctx.event.name, source, dest, ctx.actor, ctx.at, ctx.data, ctx.flow_run_id)
 
 
 def fire(
@@ -480,6 +532,42 @@ def fire(
     at = utc(at or now())
     actor = parse_actor(actor)
     case, structure, candidate = load_case(session, case_id, lock=True)
+    return _fire_loaded(
+        session,
+        case,
+        structure,
+        candidate,
+        event,
+        actor=actor,
+        at=at,
+        data=data,
+        policy=policy,
+        flow_run_id=flow_run_id,
+        expected_version=expected_version,
+        internal=internal,
+    )
+
+
+def _fire_loaded(
+    session: Session,
+    case: Case,
+    structure: Structure,
+    candidate: Candidate,
+    event: str,
+    *,
+    actor: str,
+    at: datetime,
+    data: Mapping[str, Any] | None,
+    policy: Policy,
+    flow_run_id: str | None = None,
+    expected_version: int | None = None,
+    internal: bool = False,
+) -> Case:
+    """``fire`` on a case the caller has loaded and locked with its structure and candidate.
+
+    ``actor`` is already checked and ``at`` is a UTC instant.
+    """
+    case_id = case.id
     state = State(case.state)
     ev = BY_NAME.get(event)
     if ev is None or (ev.internal and not internal) or state not in ev.sources:
@@ -516,7 +604,12 @@ def fire(
     case.state = dest
     effect = EFFECTS.get(ev.name)
     if effect:
-        effect(ctx)
+        # One flush per transition, in _record. What is pending here is this case's own change (and the
+        # tranches sign_contract adds): the effects' reads (other cases of the candidate, this case's
+        # tranches) do not depend on it, so they need not flush it first. Whatever the caller left pending
+        # was flushed by load_case's query.
+        with session.no_autoflush:
+            effect(ctx)
     _record(ctx, state.value, dest)
     return case
 
@@ -549,13 +642,7 @@ def present(
             "candidate): present another candidate",
             rule="candidate_contract",
         )
-    open_here = session.exec(
-        select(Case.id).where(
-            Case.candidate_id == candidate_id,
-            Case.structure_id == structure_id,
-            col(Case.state).in_([s.value for s in PRE_CONTRACT]),
-        )
-    ).first()
+    open_here = session.exec(_OPEN_HERE, params={"candidate_id": candidate_id, "structure_id": structure_id}).first()
     if open_here is not None:
         raise RuleViolation(
             f"candidate {candidate_id} is already presented to structure {structure_id} in case {open_here} "
@@ -574,19 +661,7 @@ def present(
     session.flush()
     ctx = Context(session, case, structure, candidate, OPENING, actor, at, {}, policy, flow_run_id)
     notify(ctx, "candidate_presented", ("structure",))
-    session.add(
-        History(
-            case_id=case.id or 0,
-            event=OPENING.name,
-            from_state=None,
-            to_state=case.state,
-            actor=actor,
-            at=at,
-            data={},
-            flow_run_id=flow_run_id,
-        )
-    )
-    session.flush()
+    _history(session, case.id or 0, OPENING.name, None, case.state, actor, at, {}, flow_run_id)
     return case
 
 
@@ -602,6 +677,32 @@ class Step:
 
 def apply_due_step(session: Session, case: Case, at: datetime, policy: Policy) -> Step | None:
     """Apply the furthest deadline step due on ``case`` at ``at``; return it, or None if nothing is due."""
+    return _apply_due_step(session, case, None, at, policy)
+
+
+def _fire_system(
+    session: Session,
+    case: Case,
+    rows: tuple[Structure, Candidate] | None,
+    event: str,
+    at: datetime,
+    policy: Policy,
+    data: dict[str, Any],
+) -> Case:
+    """Fire an internal event as ``system``; ``rows`` are the case's structure and candidate when the
+    caller has loaded them and holds the case's row lock (the batch runs), else the case is loaded and locked."""
+    if rows is None:
+        case, structure, candidate = load_case(session, case.id or 0, lock=True)
+    else:
+        structure, candidate = rows
+    return _fire_loaded(
+        session, case, structure, candidate, event, actor="system", at=utc(at), data=data, policy=policy, internal=True
+    )
+
+
+def _apply_due_step(
+    session: Session, case: Case, rows: tuple[Structure, Candidate] | None, at: datetime, policy: Policy
+) -> Step | None:
     index = due_step(case, policy, at)
     if index is None:
         return None
@@ -609,47 +710,41 @@ def apply_due_step(session: Session, case: Case, at: datetime, policy: Policy) -
     step = policy.deadlines[clock].steps[index]
     due = shift(case.clock_start or at, step.days, step.months)
     when = max(at, utc(case.last_at))
-    data = {"step": index, "level": step.level, "due_at": show(due)}
     if step.action == "time_out":
-        fire(
-            session,
-            case.id or 0,
-            "time_out",
-            actor="system",
-            at=when,
-            policy=policy,
-            internal=True,
-            data={"due_at": show(due)},
-        )
+        data: dict[str, Any] = {"due_at": show(due)}
     else:
-        fire(session, case.id or 0, step.action, actor="system", at=when, policy=policy, internal=True, data=data)
+        data = {"step": index, "level": step.level, "due_at": show(due)}
+    _fire_system(session, case, rows, step.action, when, policy, data)
     return Step(case.id or 0, step.action, step.level, due)
 
 
 def pay_case_tranches(session: Session, case: Case, at: datetime, policy: Policy) -> list[Tranche]:
     """Pay the tranches of an in-post case due on or before ``at``, in order; return those paid."""
+    return _pay_case_tranches(session, case, None, None, at, policy)
+
+
+def _pay_case_tranches(
+    session: Session,
+    case: Case,
+    rows: tuple[Structure, Candidate] | None,
+    tranches: list[Tranche] | None,
+    at: datetime,
+    policy: Policy,
+) -> list[Tranche]:
+    """``pay_case_tranches`` with, from the batch run, the case's rows and tranches already loaded."""
     today = paris_day(at)
     paid: list[Tranche] = []
-    tranches = _tranches(session, case.id or 0)
+    if tranches is None:
+        tranches = _tranches(session, case.id or 0)
     scheduled = [t for t in tranches if t.status == "scheduled"]
     for t in scheduled:
         if t.due_on is None or t.due_on > today or case.state != State.IN_POST.value:
             break
         last = t is scheduled[-1]
-        fire(
-            session,
-            case.id or 0,
-            "pay_final_tranche" if last else "pay_tranche",
-            actor="system",
-            at=max(at, utc(case.last_at)),
-            policy=policy,
-            internal=True,
-            data={
-                "tranche_id": t.id,
-                "number": t.number,
-                "amount_cents": t.amount_cents,
-                "due_on": t.due_on.isoformat(),
-            },
-        )
+        data = {"tranche_id": t.id, "number": t.number, "amount_cents": t.amount_cents, "due_on": t.due_on.isoformat()}
+        event = "pay_final_tranche" if last else "pay_tranche"
+        case = _fire_system(session, case, rows, event, max(at, utc(case.last_at)), policy, data)
+        # the case is loaded and locked now: the next tranches fire on it without loading it again
+        rows = rows or (session.get_one(Structure, case.structure_id), session.get_one(Candidate, case.candidate_id))
         paid.append(t)
     return paid
