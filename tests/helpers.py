@@ -39,3 +39,50 @@ def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
             name: [tuple(r) for r in conn.exec_driver_sql(f'SELECT * FROM "{name}" ORDER BY rowid')]
             for name in list(tables)
         }
+
+
+def race_two_signings(engine: Engine) -> tuple[list[int], dict[int, Exception]]:
+    """Sign two contracts at once for a structure with one post; return the two cases and the refusals.
+
+    The second signing starts while the first is not committed yet, and goes as far as it can.
+    """
+    import threading
+
+    from states import registry, service
+    from states.clock import parse_instant, shift
+    from states.db import write_session
+    from states.errors import ConumError
+    from states.policy import Policy
+
+    policy, t0 = Policy(), parse_instant("2026-03-02T10:00")
+    with write_session(engine) as s:
+        org = registry.add_training_org(s, name="Simplon.co")
+        sid = registry.add_structure(s, name="Mairie", departement="86", posts=1)
+        cases = []
+        for i in range(2):
+            cid = registry.add_candidate(s, name=f"C {i}", email=f"c{i}@exemple.fr")
+            case = service.present(s, sid, cid, at=t0, policy=policy).id or 0
+            service.fire(s, case, "select", at=shift(t0, 1), policy=policy)
+            service.fire(s, case, "contact_training_org", at=shift(t0, 2), data={"org": org}, policy=policy)
+            cases.append(case)
+    contract = {"type": "CDI", "start": "2026-04-01", "salary": "1900.00"}
+    refused: dict[int, Exception] = {}
+
+    def sign(case: int) -> None:
+        try:
+            with write_session(engine) as s:
+                service.fire(s, case, "sign_contract", at=shift(t0, 3), data=contract, policy=policy)
+        except ConumError as exc:
+            refused[case] = exc
+
+    rival = threading.Thread(target=sign, args=(cases[1],))
+    try:
+        with write_session(engine) as s:
+            service.fire(s, cases[0], "sign_contract", at=shift(t0, 3), data=contract, policy=policy)
+            rival.start()
+            rival.join(timeout=2)
+    except ConumError as exc:
+        refused[cases[0]] = exc
+    rival.join(timeout=90)
+    assert not rival.is_alive(), "the second signing never finished"
+    return cases, refused

@@ -15,7 +15,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import race_two_signings
 from sqlalchemy import Engine, text
 
 from states import batch, registry, service
 from states.clock import parse_instant
 from states.db import get_engine, migrate, write_session
-from states.errors import ConumError
 from states.policy import Policy
 
 CONUM = Path(sys.executable).with_name("conum")
@@ -335,36 +334,7 @@ def test_two_contracts_signed_at_once_respect_the_quota(fresh: Path) -> None:
     """The second signing waits for the first and then sees the post taken."""
     migrate(url(fresh))
     engine = get_engine(url(fresh))
-    with write_session(engine) as s:
-        org = registry.add_training_org(s, name="Simplon.co")
-        sid = registry.add_structure(s, name="Mairie", departement="86", posts=1)
-        cases = []
-        for i in range(2):
-            cid = registry.add_candidate(s, name=f"C {i}", email=f"c{i}@exemple.fr")
-            case = service.present(s, sid, cid, at=at(T0), policy=POLICY).id or 0
-            service.fire(s, case, "select", at=at(T0, 1), policy=POLICY)
-            service.fire(s, case, "contact_training_org", at=at(T0, 2), data={"org": org}, policy=POLICY)
-            cases.append(case)
-    contract = {"type": "CDI", "start": "2026-04-01", "salary": "1900.00"}
-    refused: dict[int, ConumError] = {}
-
-    def sign(case: int) -> None:
-        try:
-            with write_session(engine) as s:
-                service.fire(s, case, "sign_contract", at=at(T0, 3), data=contract, policy=POLICY)
-        except ConumError as exc:
-            refused[case] = exc
-
-    rival = threading.Thread(target=sign, args=(cases[1],))
-    try:
-        with write_session(engine) as s:
-            service.fire(s, cases[0], "sign_contract", at=at(T0, 3), data=contract, policy=POLICY)
-            rival.start()
-            rival.join(timeout=2)  # the rival goes as far as it can while this signing is not committed
-    except ConumError as exc:
-        refused[cases[0]] = exc
-    rival.join(timeout=90)
-    assert not rival.is_alive()
+    cases, refused = race_two_signings(engine)
     states = [snapshot(engine)[c]["case"][1] for c in cases]
     assert sorted(states) == ["contract_signed", "training_org_contacted"], states
     assert len(refused) == 1
