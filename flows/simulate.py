@@ -113,13 +113,13 @@ def simulate_programme(
     pol = policy()
     config = make_config(posts, seed, start, pol)
     sim = prepare(database_url, pol, config, report)
-    months = sim.months()
-    on_start, on_month = _listener.get()
-    if on_start:
-        on_start(len(months))
-    progress = Progress("simulation-progress", len(months), f"Months simulated from {config.start}")
     token = _current.set(sim)
     try:
+        months = sim.months()
+        on_start, on_month = _listener.get()
+        if on_start:
+            on_start(len(months))
+        progress = Progress("simulation-progress", len(months), f"Months simulated from {config.start}")
         with without_heartbeats():
             for done, month in enumerate(months, start=1):
                 if sim.finished:
@@ -128,10 +128,11 @@ def simulate_programme(
                 progress(done)
                 if on_month:
                     on_month(month_report, done)
+        progress.finish()
+        result = conclude(sim, report, generated_at=instant(at))
     finally:
         _current.reset(token)
-    progress.finish()
-    result = conclude(sim, report, generated_at=instant(at))
+        sim.close()
     heads = headline(result.figures)
     table(
         "simulation-figures",

@@ -119,6 +119,8 @@ def _in_chunks(
                     skip.add(case.id or 0)
         if progress:
             progress()
+        if len(rows) < chunk:
+            return  # every due case was in this chunk: each is done, failed or had nothing due after all
 
 
 def _due(*where: Any) -> Select[Case, Structure, Candidate]:

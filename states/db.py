@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session
 
@@ -41,14 +41,14 @@ def _sqlite_setup(engine: Engine) -> None:
 
 
 @lru_cache(maxsize=16)
-def get_engine(url: str) -> Engine:
-    """Return the (cached) engine for ``url``."""
+def get_engine(url: str, pool_size: int = 5) -> Engine:
+    """Return the (cached) engine for ``url``, keeping up to ``pool_size`` connections open."""
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"timeout": 60})
+            engine = create_engine(url, connect_args={"timeout": 60}, pool_size=pool_size)
             _sqlite_setup(engine)
         else:
-            engine = create_engine(url, pool_pre_ping=True)
+            engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size)
     except (ArgumentError, ImportError, ValueError) as exc:
         raise BadInput(
             f"cannot use database URL '{url}' ({exc}): give a SQLAlchemy URL such as "
@@ -77,6 +77,20 @@ def write_session(engine: Engine) -> Iterator[Session]:
 def read_session(engine: Engine) -> Iterator[Session]:
     with Session(engine, expire_on_commit=False) as session:
         yield session
+
+
+def snapshot(engine: Engine) -> Connection:
+    """Open a connection whose read transaction sees the database as it is now, until it is closed.
+
+    Later commits by others stay invisible to it (SQLite WAL readers, PostgreSQL ``REPEATABLE READ``).
+    Close it (which rolls it back) when done: on SQLite an open snapshot keeps the WAL from being reset.
+    """
+    conn = engine.connect()
+    if not is_sqlite(engine):
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    conn.begin()
+    conn.exec_driver_sql("SELECT count(*) FROM alembic_version")  # the first read fixes the snapshot
+    return conn
 
 
 def migrate(url: str) -> None:

@@ -9,11 +9,11 @@ claims a chunk of due rows: on SQLite write transactions serialise
 (``BEGIN IMMEDIATE``), on PostgreSQL the rows are locked with ``FOR UPDATE
 SKIP LOCKED``; either way two deliverers never claim the same row. The claim
 sets ``status = 'sending'``, counts the attempt and moves ``next_attempt_at``
-to the end of a lease (``SENDING_LEASE`` after ``at``); the rows the chunk's
-notifications read (cases, structures, people, tranches) are fetched in the
-same transaction, a few queries for the whole chunk. The messages are sent
-outside any transaction, so that a slow mail server never holds the database
-lock that transitions need; the chunk's results are then recorded in one
+to the end of a lease (``SENDING_LEASE`` after ``at``). The rows the chunk's
+notifications read (cases, structures, people, tranches) are fetched just
+after, in one read transaction, a few queries for the whole chunk; rendering
+and sending happen outside the write lock, so that neither a slow mail
+server nor the templates hold up the transitions; the chunk's results are then recorded in one
 short write transaction (at least every ``RECORD_EVERY`` seconds while a slow
 chunk is sent), each row's result only if the row is still this deliverer's
 claim (still ``sending``, with the attempt count it claimed).
@@ -61,7 +61,7 @@ from typing import Any, Literal, TypeVar
 
 import jinja2
 from pydantic import BaseModel
-from sqlalchemy import Engine, Table, bindparam, or_, update
+from sqlalchemy import Connection, Engine, Table, bindparam, or_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, select
 
@@ -670,6 +670,42 @@ def _folded(name: str, value: str) -> str:
     return f"{name}: {Header(value, header_name=name).encode(linesep=chr(10), maxlinelen=78)}\n"
 
 
+#: What RFC 2047's "Q" encoding writes as it is in a header (a space becomes ``_``).
+_Q_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!*+-/")
+_Q_TEXT = 55  # encoded characters per word: ``=?utf-8?q?…?=`` stays within 67, a line within 78
+
+
+def _q(ch: str) -> str:
+    if ch in _Q_PLAIN:
+        return ch
+    if ch == " ":
+        return "_"
+    return "".join(f"={b:02X}" for b in ch.encode("utf-8"))
+
+
+def _subject(value: str) -> str:
+    """The Subject line: as it is when short ASCII, else UTF-8 "Q" encoded words (RFC 2047), folded.
+
+    Linear in the subject's length (the standard library's encoder is quadratic on long French subjects);
+    a character is never split between two words.
+    """
+    if value.isascii() and "\n" not in value and len(value) <= 69 and value.strip() == value:
+        return f"Subject: {value}\n"
+    words: list[str] = []
+    current: list[str] = []
+    size = 0
+    for ch in value:
+        q = _q(ch)
+        if size + len(q) > _Q_TEXT and current:
+            words.append("".join(current))
+            current, size = [], 0
+        current.append(q)
+        size += len(q)
+    if current:
+        words.append("".join(current))
+    return "Subject: " + "\n ".join(f"=?utf-8?q?{w}?=" for w in words) + "\n"
+
+
 @lru_cache(maxsize=8)
 def _head(mail_from: str) -> tuple[str, str]:
     """The headers every mail starts with, and the sender's address (for the envelope and the Message-ID)."""
@@ -698,7 +734,7 @@ def _mail(job: _Job, settings: Settings, at: datetime) -> bytes | None:
     parts = [
         head,
         _folded("To", job.to),
-        _folded("Subject", Header(job.subject, _UTF8, header_name="Subject").encode()),
+        _subject(job.subject),
         _folded("Date", _date(at)),
         _folded("Message-ID", f"<conum-outbox-{job.id}.case-{job.case_id}@{domain}>"),
         _folded("X-Conum-Kind", job.kind),
@@ -878,9 +914,21 @@ _SET_FAILURE = (
 RECORD_EVERY = 5.0  # seconds
 
 
-def _claim(
-    engine: Engine, at: datetime, settings: Settings, n: int, kinds: list[str] | None, report: DeliveryReport
-) -> list[_Job]:
+def claim(
+    engine: Engine,
+    at: datetime,
+    settings: Settings,
+    n: int,
+    kinds: list[str] | None,
+    report: DeliveryReport,
+    lease: timedelta = SENDING_LEASE,
+) -> list[tuple[Outbox, int]]:
+    """Claim up to ``n`` rows due at ``at`` in one short write transaction; return them with their attempt.
+
+    A claimed row is ``sending`` until ``record`` writes its result, or until ``lease`` has passed: then
+    it is due again (its deliverer is taken to have stopped).
+    """
+    taken: list[tuple[Outbox, int]] = []
     with write_session(engine) as session:
         q = (
             select(Outbox)
@@ -895,7 +943,6 @@ def _claim(
             q = q.with_for_update(skip_locked=True)
         rows = session.exec(q).all()
         claims: list[dict[str, Any]] = []
-        taken: list[tuple[Outbox, int]] = []
         for row in rows:  # the ORM objects stay as read; the claim is written for all rows in one statement
             last_error = row.last_error
             if row.status == "sending":  # its deliverer stopped before recording the result
@@ -917,18 +964,44 @@ def _claim(
                     continue
                 last_error = interrupted
             claims.append(
-                {"b_id": row.id, "b_status": "sending", "b_attempts": row.attempts + 1, "b_next": at + SENDING_LEASE}
+                {"b_id": row.id, "b_status": "sending", "b_attempts": row.attempts + 1, "b_next": at + lease}
                 | {"b_error": last_error}
             )
             taken.append((row, row.attempts + 1))
         if claims:
             session.connection().execute(_SET_ROW, claims)
-        facts = _Facts(session)
+    return taken
+
+
+def prepare(bind: Engine | Connection, taken: list[tuple[Outbox, int]], settings: Settings) -> list[_Job]:
+    """Render the claimed rows' mails and payment orders, reading what they need through ``bind``.
+
+    Outside the claim's write transaction: rendering never holds the lock. ``bind`` is the engine (the
+    database as it is now, in one read transaction) or a connection in an open transaction (a snapshot).
+    """
+    if not taken:
+        return []
+    with Session(bind, expire_on_commit=False) as reader:
+        facts = _Facts(reader)
         facts.load(row for row, _ in taken)
         return [_prepare(facts, row, attempts, settings) for row, attempts in taken]
 
 
-def _finish(
+def attempt(job: _Job, settings: Settings, smtp: _Smtp | None, at: datetime) -> Sent | None:
+    """Send one prepared job; on failure return None and leave the reason in ``job.error``."""
+    if job.error is not None:
+        return None
+    try:
+        return _send(job, settings, smtp, at)
+    except DeliveryError as exc:
+        job.error = exc
+    except Exception as exc:  # one row's surprise must not stop the others: retried like any error
+        logger.exception("outbox row %s: unexpected error while sending", job.id)
+        job.error = DeliveryError(f"unexpected error while sending ({type(exc).__name__}: {exc})")
+    return None
+
+
+def record(
     engine: Engine,
     results: list[tuple[_Job, Sent | None]],
     at: datetime,
@@ -1015,8 +1088,12 @@ def deliver(
     limit: int | None = None,
     chunk: int = 500,
     progress: Callable[[int], None] | None = None,
+    facts: Connection | None = None,
 ) -> DeliveryReport:
     """Send the outbox rows due at ``at`` (all kinds, or only ``kinds``; at most ``limit`` rows), each once.
+
+    The notifications read the cases, people and tranches as they are just after each claim, or, with
+    ``facts``, as that connection's open transaction sees them (a snapshot: see ``states.db.snapshot``).
 
     E-mails go over SMTP when ``settings.smtp_host`` is set, else into ``settings.mail_dir`` as ``.eml``
     files; payment orders go into ``settings.payment_dir``. ``progress`` is called after each chunk with the
@@ -1035,27 +1112,18 @@ def deliver(
     done = 0
     try:
         while limit is None or done < limit:
-            jobs = _claim(engine, at, settings, chunk if limit is None else min(chunk, limit - done), chosen, report)
-            if not jobs:
+            taken = claim(engine, at, settings, chunk if limit is None else min(chunk, limit - done), chosen, report)
+            if not taken:
                 break
-            done += len(jobs)
+            done += len(taken)
             results: list[tuple[_Job, Sent | None]] = []
             recorded_at = time.monotonic()
-            for job in jobs:
-                sent = None
-                if job.error is None:
-                    try:
-                        sent = _send(job, settings, smtp, at)
-                    except DeliveryError as exc:
-                        job.error = exc
-                    except Exception as exc:  # one row's surprise must not stop the others: retried like any error
-                        logger.exception("outbox row %s: unexpected error while sending", job.id)
-                        job.error = DeliveryError(f"unexpected error while sending ({type(exc).__name__}: {exc})")
-                results.append((job, sent))
+            for job in prepare(facts if facts is not None else engine, taken, settings):
+                results.append((job, attempt(job, settings, smtp, at)))
                 if time.monotonic() - recorded_at >= RECORD_EVERY:
-                    _finish(engine, results, at, settings, report)
+                    record(engine, results, at, settings, report)
                     results, recorded_at = [], time.monotonic()
-            _finish(engine, results, at, settings, report)
+            record(engine, results, at, settings, report)
             if smtp is not None:
                 smtp.close()
             if progress:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine, func
 from sqlalchemy.engine import make_url
@@ -39,6 +39,7 @@ from states import batch, service
 from states.clock import PARIS, add_months, utc
 from states.config import Settings
 from states.db import get_engine, has_schema, migrate, write_session
+from states.deliverer import BackgroundDelivery
 from states.errors import BadInput, ConumError
 from states.geo import DEPARTEMENTS, region_of
 from states.models import Candidate, Case, Outbox, Structure, TrainingOrg, Tranche
@@ -570,6 +571,9 @@ def _months(first: date, last: date) -> list[str]:
 
 #: Delivers the outbox rows due at an instant, at most ``limit`` of them (``states.delivery.deliver``).
 Deliver = Callable[[Engine, datetime, Settings, int | None], Any]
+#: How the outbox is delivered: in a process of its own beside the day loop (``states.deliverer``), by a
+#: function called in the day loop, or not at all.
+Delivery = Deliver | Literal["background"] | None
 
 
 def _outbox_delivery(engine: Engine, at: datetime, settings: Settings, limit: int | None) -> Any:
@@ -597,7 +601,7 @@ class Simulation:
         config: Config,
         *,
         out_dir: Path | str,
-        deliver: Deliver | None = _outbox_delivery,
+        deliver: Delivery = "background",
     ) -> None:
         self.engine, self.policy, self.config, self.rates = engine, policy, config, config.rates
         self.out_dir = Path(out_dir)
@@ -605,6 +609,7 @@ class Simulation:
         # never SMTP: a simulation writes its e-mails as files, whatever the environment says
         self.settings = Settings(mail_dir=str(self.mail_dir), payment_dir=str(self.payment_dir), smtp_host=None)
         self.deliver = deliver
+        self.courier: BackgroundDelivery | None = None
         self.rng = random.Random(f"conum-behaviour-{config.seed}")
         self.stats = RunStats(seed=config.seed, posts=config.posts, start=config.start)
         self.flow_run_id: str | None = None
@@ -632,6 +637,8 @@ class Simulation:
 
     def setup(self) -> None:
         """Insert the generated programme and plan the first presentations."""
+        if self.deliver == "background" and self.courier is None:
+            self.courier = BackgroundDelivery(self.engine, self.settings)  # it starts while the programme is made
         prog = generate(self.config)
         with write_session(self.engine) as s:
             ids = self._insert(s, prog)
@@ -738,8 +745,15 @@ class Simulation:
         report.open_cases = self.open_tracks
         return report
 
+    def close(self) -> None:
+        """Stop the delivery process, if any (what it has not sent stays pending in the outbox)."""
+        if self.courier is not None:
+            self.courier.close()
+
     def finish(self) -> RunStats:
-        """Close the run's counts (last day, posts never filled, cases still open)."""
+        """Wait for the last mail, close the run's counts (last day, posts never filled, cases still open)."""
+        if self.courier is not None:
+            self.courier.drain()
         self.stats.end = self.today - timedelta(days=1)
         self.stats.unfilled_posts = sum(1 for s in self.slots if s.status in ("vacant", "waiting", "presenting"))
         self.stats.open_at_end = self.open_tracks
@@ -782,7 +796,10 @@ class Simulation:
                     if track is not None and track.phase != "closed":
                         self.slots[track.slot].status = "done"
                         self._closed(p.case_id, "tranches_paid", back_to_pool=False)
-        if self.deliver is not None and self._outbox_dirty:
+        if self.courier is not None and self._outbox_dirty:
+            self.courier.day_over(at_paris(day, self.DELIVER_HOUR))
+            self._outbox_dirty = False
+        elif callable(self.deliver) and self._outbox_dirty:
             deliver_at = at_paris(day, self.DELIVER_HOUR)
             waiting = self._outbox_waiting(deliver_at)
             report = self.deliver(self.engine, deliver_at, self.settings, waiting) if waiting else None
@@ -1179,7 +1196,7 @@ def prepare(
     config: Config,
     report_path: Path | str,
     *,
-    deliver: Deliver | None = _outbox_delivery,
+    deliver: Delivery = "background",
 ) -> Simulation:
     """Check the database and the output folder are free, create the schema, generate the programme.
 
@@ -1196,7 +1213,11 @@ def prepare(
     check_empty(engine, make_url(database_url).render_as_string(hide_password=True))
     out.parent.mkdir(parents=True, exist_ok=True)
     sim = Simulation(engine, policy, config, out_dir=out.parent, deliver=deliver)
-    sim.setup()
+    try:
+        sim.setup()
+    except BaseException:
+        sim.close()
+        raise
     return sim
 
 
@@ -1267,9 +1288,12 @@ def simulate(
     *,
     on_month: Callable[[MonthReport], None] | None = None,
     generated_at: datetime | None = None,
-    deliver: Deliver | None = _outbox_delivery,
+    deliver: Delivery = "background",
 ) -> Outcome:
     """The whole simulation without Prefect: prepare, run every month, conclude."""
     sim = prepare(database_url, policy, config, report_path, deliver=deliver)
-    sim.run(on_month)
-    return conclude(sim, report_path, generated_at=generated_at)
+    try:
+        sim.run(on_month)
+        return conclude(sim, report_path, generated_at=generated_at)
+    finally:
+        sim.close()

@@ -26,8 +26,10 @@ from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
 from states import money
+from states import simulation as simulation_module
 from states.cli import app
 from states.db import get_engine
+from states.deliverer import DeliveryFailed
 from states.errors import BadInput
 from states.geo import DEPARTEMENTS
 from states.models import Case, Structure, Tranche
@@ -40,10 +42,14 @@ SMALL = 60
 CONUM = Path(sys.executable).with_name("conum")
 
 
-def run(folder: Path, seed: int = 7, posts: int = SMALL) -> Outcome:
+def run(folder: Path, seed: int = 7, posts: int = SMALL, deliver: Any = "background") -> Outcome:
     folder.mkdir(parents=True, exist_ok=True)
     config = make_config(posts, seed, "2026-01-05", POLICY)
-    return simulate(f"sqlite:///{folder / 'sim.db'}", POLICY, config, folder / "report.html")
+    return simulate(f"sqlite:///{folder / 'sim.db'}", POLICY, config, folder / "report.html", deliver=deliver)
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +71,9 @@ def rows(outcome: Outcome) -> dict[str, list[tuple[Any, ...]]]:
             "history": db.execute(
                 "SELECT case_id, event, from_state, to_state, actor, at, data FROM history ORDER BY id"
             ).fetchall(),
+            "outbox": db.execute(
+                "SELECT id, case_id, kind, recipient, payload, status, attempts, sent_at FROM outbox ORDER BY id"
+            ).fetchall(),
         }
 
 
@@ -78,12 +87,37 @@ def without_paths(outcome: Outcome) -> dict[str, Any]:
 
 
 def test_same_seed_gives_the_same_programme_to_the_cent(first: Outcome, tmp_path: Path) -> None:
-    again = run(tmp_path / "again")
+    # the first run delivers in its own process while the days go on; this one in the day loop itself
+    again = run(tmp_path / "again", deliver=simulation_module._outbox_delivery)
     assert without_paths(again) == without_paths(first)
     assert again.figures.to_dict() == first.figures.to_dict()
     assert rows(again) == rows(first)
-    orders = sorted(p.name for p in (first.report.parent / "payments").iterdir())
-    assert orders == sorted(p.name for p in (again.report.parent / "payments").iterdir())
+    for folder in ("mail", "payments"):  # the same mail and payment orders, byte for byte
+        assert files(again.report.parent / folder) == files(first.report.parent / folder)
+
+
+def test_a_delivery_process_that_dies_stops_the_run_clearly_and_loses_no_mail(tmp_path: Path) -> None:
+    config = make_config(SMALL, 7, "2026-01-05", POLICY)
+    sim = prepare(f"sqlite:///{tmp_path / 'sim.db'}", POLICY, config, tmp_path / "report.html")
+    try:
+        months = sim.months()
+        sim.run_month(months[0])
+        assert sim.courier is not None
+        sim.courier.proc.kill()
+        sim.courier.proc.wait()
+        with pytest.raises(DeliveryFailed, match="the delivery process stopped"):
+            sim.run_month(months[1])
+    finally:
+        sim.close()
+    with sqlite3.connect(str(tmp_path / "sim.db")) as db:
+        status = dict(db.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
+        sent_mail = [i for (i,) in db.execute("SELECT id FROM outbox WHERE status = 'sent' AND kind != 'payment_order'")]
+    # what was not delivered waits in the outbox: pending, or claimed until its lease ends; nothing failed
+    assert status.get("pending", 0) + status.get("sending", 0) > 0
+    assert "failed" not in status
+    assert sent_mail  # the first month's mail went out, and every mail recorded as sent is written
+    written = {int(p.name.split("-")[1]) for p in (tmp_path / "mail").glob("*.eml")}
+    assert set(sent_mail) <= written
 
 
 def test_another_seed_gives_another_programme() -> None:
