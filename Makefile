@@ -15,8 +15,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# the database of the Prefect server that `conum simulate` and `make up` start, created once per machine
+$(RUN)/prefect/prefect.db: $(STAMP)
+	mkdir -p $(RUN)/prefect
+	PREFECT_HOME=$(abspath $(RUN))/prefect DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false \
+		$(BIN)/prefect --no-prompt server database upgrade -y >/dev/null
+
 # the main job: the whole 4,000-post programme in fast-forward; report in run/sim/report.html
-demo: $(STAMP)
+demo: $(STAMP) $(RUN)/prefect/prefect.db
 	rm -rf $(RUN)/sim
 	$(BIN)/conum simulate --posts 4000 --seed 1 --report $(RUN)/sim/report.html
 

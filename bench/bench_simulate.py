@@ -83,7 +83,7 @@ class Clock:
         setattr(owner, attr, timed)
 
 
-def breakdown(posts: int, seed: int, folder: Path) -> None:
+def breakdown(posts: int, seed: int, folder: Path, inline: bool) -> None:
     from states import simulation
     from states.policy import Policy
 
@@ -92,24 +92,34 @@ def breakdown(posts: int, seed: int, folder: Path) -> None:
     clock.wrap(simulation.service, "present", "service.present")
     clock.wrap(simulation.batch, "sweep", "batch.sweep")
     clock.wrap(simulation.batch, "pay", "batch.pay")
-    deliver = simulation._outbox_delivery
+    delivery: Any = "background"
+    if inline:
+        deliver = simulation._outbox_delivery
 
-    def timed_delivery(*args: Any) -> Any:
-        with clock.part("delivery.deliver"):
-            return deliver(*args)
+        def timed_delivery(*args: Any) -> Any:
+            with clock.part("delivery.deliver (in the day loop)"):
+                return deliver(*args)
+
+        delivery = timed_delivery
+    else:
+        from states import deliverer
+
+        clock.wrap(deliverer.BackgroundDelivery, "day_over", "delivery: handing a day to the delivery process")
+        clock.wrap(deliverer.BackgroundDelivery, "drain", "delivery: waiting for the last mail")
 
     policy = Policy()
     config = simulation.make_config(posts, seed, None, policy)
     t0 = time.perf_counter()
     with clock.part("setup (generate and insert)"):
         sim = simulation.prepare(
-            f"sqlite:///{folder / 'simulation.db'}", policy, config, folder / "report.html", deliver=timed_delivery
+            f"sqlite:///{folder / 'simulation.db'}", policy, config, folder / "report.html", deliver=delivery
         )
     t1 = time.perf_counter()
     sim.run()
     loop = time.perf_counter() - t1
     with clock.part("figures, reconciliation, report"):
         outcome = simulation.conclude(sim, folder / "report.html")
+    sim.close()
     wall = time.perf_counter() - t0
     inside = sum(v for k, v in clock.seconds.items() if not k.startswith(("setup", "figures")))
     clock.seconds["behaviour model and day loop (the rest)"] = loop - inside
@@ -134,6 +144,9 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--breakdown", action="store_true", help="in this process, without Prefect: time by part")
+    parser.add_argument(
+        "--inline-delivery", action="store_true", help="with --breakdown: deliver in the day loop, not beside it"
+    )
     parser.add_argument("--keep", type=Path, help="work in this (new) folder and keep it, instead of a temporary one")
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="conum-bench-sim-"))
@@ -141,7 +154,7 @@ def main() -> None:
     os.environ.setdefault("PREFECT_HOME", str(folder / "prefect"))
     try:
         if args.breakdown:
-            breakdown(args.posts, args.seed, folder)
+            breakdown(args.posts, args.seed, folder, args.inline_delivery)
         else:
             run_command(args.posts, args.seed, folder)
     finally:

@@ -225,7 +225,7 @@ def _serve(engine: Engine, settings: Settings, requests: IO[str], answers: IO[st
 def main() -> None:
     config = json.loads(sys.stdin.readline())
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="delivery process: %(message)s")
-    sys.setswitchinterval(0.001)  # answer the day loop promptly while the worker renders
+    sys.setswitchinterval(0.0002)  # answer the day loop promptly while the worker renders
     from states.db import get_engine
 
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "w")

@@ -18,8 +18,8 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, update
-from sqlalchemy.orm.attributes import flag_modified, set_committed_value
+from sqlalchemy import Table, bindparam, insert, inspect, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
@@ -272,6 +272,14 @@ _PAY_TRANCHE = (
     .values(status="paid", paid_at=bindparam("paid_at"))
 )
 _TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
+_CASE_TABLE: Table = Case.__table__  # type: ignore[attr-defined]
+#: The columns a transition may change: all but the key, the version and the two parties.
+_CASE_FIELDS = tuple(c.name for c in _CASE_TABLE.c if c.name not in ("id", "version", "structure_id", "candidate_id"))
+_WRITE_CASE = (
+    update(_CASE_TABLE)
+    .where(_CASE_TABLE.c.id == bindparam("b_id"), _CASE_TABLE.c.version == bindparam("b_version"))
+    .values({**{name: bindparam(f"b_{name}") for name in _CASE_FIELDS}, "version": bindparam("b_version") + 1})
+)
 
 
 def _tranches(session: Session, case_id: int) -> list[Tranche]:
@@ -500,19 +508,41 @@ def load_case(session: Session, case_id: int, *, lock: bool = False) -> tuple[Ca
     return row
 
 
+def _write_case(session: Session, case: Case) -> None:
+    """Write the whole case row and move its version, in one UPDATE guarded by the version it was read at.
+
+    What the ORM's flush of a versioned row does, as one prepared statement: the object is then marked
+    as written (no second UPDATE at the next flush). Raises ``Conflict`` when another transaction moved
+    the version meanwhile.
+    """
+    version = case.version
+    values = {f"b_{name}": getattr(case, name) for name in _CASE_FIELDS}
+    with session.no_autoflush:  # else the session would first write the case itself
+        done = session.execute(_WRITE_CASE, {**values, "b_id": case.id, "b_version": version})
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"case {case.id} was changed by someone else meanwhile: read it again and retry")
+    for name in _CASE_FIELDS:
+        set_committed_value(case, name, values[f"b_{name}"])
+    set_committed_value(case, "version", version + 1)
+
+
 def _record(ctx: Context, source: str | None, dest: str) -> None:
-    ctx.case.state = dest
-    ctx.case.last_at = ctx.at
-    ctx.session.add(ctx.case)
+    case, session = ctx.case, ctx.session
+    case.state = dest
+    case.last_at = ctx.at  # every history row moves the version, even at the same instant
     if dest in _TERMINAL_VALUES:
-        ctx.case.due_at = ctx.case.deadline_at = None
-    flag_modified(ctx.case, "last_at")  # every history row moves the version, even at the same instant
+        case.due_at = case.deadline_at = None
     try:
-        ctx.session.flush()  # the one flush of the transition: the case's UPDATE checks and moves its version
+        if case in session and inspect(case).persistent:
+            _write_case(session, case)
+        else:
+            session.add(case)
+        if session.new or session.dirty or session.deleted:  # what the effects changed through the ORM
+            session.flush()
     except StaleDataError:
-        raise Conflict(f"case {ctx.case.id} was changed by someone else meanwhile: read it again and retry") from None
-    # after the flush, so that this insert does not autoflush the case (a second UPDATE) before it
-    _history(ctx.session, ctx.case.id or 0, ctx.event.name, source, dest, ctx.actor, ctx.at, ctx.data, ctx.flow_run_id)
+        raise Conflict(f"case {case.id} was changed by someone else meanwhile: read it again and retry") from None
+    # after the case's UPDATE, so that this insert does not autoflush the case (a second UPDATE) before it
+    _history(session, case.id or 0, ctx.event.name, source, dest, ctx.actor, ctx.at, ctx.data, ctx.flow_run_id)
 
 
 def fire(
