@@ -505,6 +505,33 @@ def _prefect_environment() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
+def _start_temporary_server() -> Callable[[], None]:
+    """Start Prefect's temporary server in the background, if Prefect is to use one; return a wait.
+
+    The server takes seconds to boot in its own process; meanwhile this one imports the flows and
+    checks its input. The wait returns once the server answers (at once if there is no temporary server).
+    """
+    import os
+    import threading
+
+    if os.environ.get("PREFECT_API_URL"):
+        return lambda: None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the one instance Prefect's client uses too
+    failed: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            server.start()
+        except BaseException as exc:  # the flow's own start reports it again, with Prefect's message
+            failed.append(exc)
+
+    thread = threading.Thread(target=start, name="prefect-temporary-server", daemon=True)
+    thread.start()
+    return thread.join
+
+
 @app.command()
 @guarded
 def simulate(
@@ -533,6 +560,7 @@ def simulate(
     url = db or default_database(report)
     preflight(url, report)
     _prefect_environment()
+    server_ready = _start_temporary_server()
     from flows.simulate import listening, simulate_programme
 
     bar = Progress(
@@ -558,6 +586,7 @@ def simulate(
 
     with bar, listening(started, month_done):
         bar.update(task, completed=0)
+        server_ready()
         result = simulate_programme(
             posts=config.posts,
             seed=config.seed,

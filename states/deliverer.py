@@ -57,6 +57,10 @@ BACKLOG = 20
 LEASE = timedelta(days=7)
 LEASE_MARGIN = timedelta(days=1)
 CLAIM = 500  # rows per claim
+#: Results are recorded once this many wait, or once the oldest is this old in simulated time (well
+#: within ``LEASE``: the rows stay claimed meanwhile).
+RECORD_ROWS = 1000
+RECORD_AFTER = timedelta(days=3)
 
 
 class DeliveryFailed(ConumError):
@@ -177,7 +181,10 @@ def _serve(engine: Engine, settings: Settings, requests: IO[str], answers: IO[st
             turn.wait_for(lambda: not in_flight or in_flight[0] + LEASE - LEASE_MARGIN > at or bool(failure))
         if failure:
             return
-        record_finished()
+        with turn:
+            due = bool(finished) and (len(finished) >= RECORD_ROWS or finished[0][0] + RECORD_AFTER <= at)
+        if due:  # results wait a little, to be written many at once (always before their claims run out)
+            record_finished()
         taken: list[Any] = []
         while True:
             report = DeliveryReport()

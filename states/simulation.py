@@ -780,9 +780,12 @@ class Simulation:
             for step in swept.steps:
                 if step.action == "time_out":
                     self._closed(step.case_id, "expired", back_to_pool=True)
-        if self._act(day):
-            self._next_due = self._next_tranche = None
+        acted = self._act(day)
+        if acted:
+            self._next_due = None  # any action may start a deadline clock
             self._outbox_dirty = True
+            if acted["complete_training"]:  # a case took post: its first tranche is due; others only go away
+                self._next_tranche = None
         if self._pay_due(day):
             paid = batch.pay(self.engine, at_paris(day, self.PAY_HOUR), self.policy)
             self._next_tranche = None
@@ -836,19 +839,19 @@ class Simulation:
             self._next_tranche = first if first is not None else date.max
         return self._next_tranche <= day
 
-    def _act(self, day: date) -> bool:
-        """Let the people act; return whether any action changed a case."""
+    def _act(self, day: date) -> Counter[str]:
+        """Let the people act; return the events that changed a case, counted."""
         end = at_paris(day + timedelta(days=1), 0)
         due: list[Plan] = []
         while self.heap and self.heap[0][0] < end:
             due.append(heapq.heappop(self.heap)[2])
         if not due:
-            return False
-        done = sum(self.stats.actions.values())
+            return Counter()
+        before = Counter(self.stats.actions)
         with write_session(self.engine) as s:
             for plan in due:
                 self._try(s, plan)
-        return sum(self.stats.actions.values()) > done
+        return Counter(self.stats.actions) - before
 
     def _try(self, s: Session, plan: Plan) -> None:
         if plan.kind == "present":

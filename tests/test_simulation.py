@@ -111,7 +111,8 @@ def test_a_delivery_process_that_dies_stops_the_run_clearly_and_loses_no_mail(tm
         sim.close()
     with sqlite3.connect(str(tmp_path / "sim.db")) as db:
         status = dict(db.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
-        sent_mail = [i for (i,) in db.execute("SELECT id FROM outbox WHERE status = 'sent' AND kind != 'payment_order'")]
+        mail = db.execute("SELECT id FROM outbox WHERE status = 'sent' AND kind != 'payment_order'")
+        sent_mail = [i for (i,) in mail]
     # what was not delivered waits in the outbox: pending, or claimed until its lease ends; nothing failed
     assert status.get("pending", 0) + status.get("sending", 0) > 0
     assert "failed" not in status
