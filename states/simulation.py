@@ -10,7 +10,9 @@ break and freed posts are filled again. Every action goes through the real
 transition service, one write transaction per simulated day with a savepoint
 per action, so a refused action is an outcome to count, not a crash. Once a
 day the deadline sweep, the payment run and the outbox delivery run as their
-deployments would.
+deployments would; the delivery, like its deployment, in a process of its own
+(``states.deliverer``), rendering each day's mail from a snapshot of that day
+while the day loop goes on.
 
 The same seed gives the same programme and the same figures to the cent: all
 randomness comes from two ``random.Random`` instances seeded here, and the

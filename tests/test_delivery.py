@@ -25,7 +25,7 @@ from sqlmodel import select
 from states import batch, delivery, registry, service
 from states.clock import parse_instant, utc
 from states.config import Settings
-from states.db import get_engine, migrate, read_session, write_session
+from states.db import get_engine, migrate, read_session, snapshot, write_session
 from states.delivery import SENDING_LEASE, build_context, deliver, render, requeue
 from states.errors import BadInput
 from states.models import Case, Outbox, Structure, TrainingOrg, Tranche
@@ -516,3 +516,29 @@ def test_concurrent_deliverers_send_each_notification_once(
     ids = [outbox_id(m) for m in smtp.messages]
     assert sent == n == len(ids) == len(set(ids)), "each row sent by exactly one deliverer"
     assert {r.status for r in rows(get_engine(url))} == {"sent"}
+
+
+# ---------------------------------------------------------------- rendering from a snapshot
+
+
+def test_mail_rendered_from_a_snapshot_says_what_the_database_said_then(outbox: Engine, tmp_path: Path) -> None:
+    """The simulation's delivery process renders a day's mail from the day's snapshot, whenever it runs."""
+    settings = make_settings(tmp_path)
+    taken = delivery.claim(outbox, AT, settings, 500, None, delivery.DeliveryReport())
+    with read_session(outbox) as s:
+        names = {org.name for org in s.exec(select(TrainingOrg)).all()}
+    then = snapshot(outbox)
+    try:
+        with write_session(outbox) as s:  # after the snapshot: the training organisation is renamed
+            for org in s.exec(select(TrainingOrg)).all():
+                org.name = "Organisme renommé depuis"
+                s.add(org)
+        old = {job.id: job.body for job in delivery.prepare(then, taken, settings)}
+    finally:
+        then.close()
+    new = {job.id: job.body for job in delivery.prepare(outbox, taken, settings)}
+    naming = {i for i, body in old.items() if any(name in body for name in names)}
+    assert naming  # the contract and the convocation name the organisation
+    assert not any("renommé" in body for body in old.values())
+    assert {i for i in old if old[i] != new[i]} == naming
+    assert all("Organisme renommé depuis" in new[i] for i in naming)
