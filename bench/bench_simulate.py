@@ -73,7 +73,7 @@ def prefect_database() -> None:
         stdout=subprocess.DEVNULL,
         check=True,
     )
-    print(f"Prefect database  created in {time.perf_counter() - t0:,.1f} s (once per machine; not in the figures below)")
+    print(f"Prefect database  created in {time.perf_counter() - t0:,.1f} s (once per machine; not counted below)")
 
 
 def run_command(posts: int, seed: int, folder: Path) -> None:
