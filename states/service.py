@@ -521,9 +521,11 @@ def _write_case(session: Session, case: Case) -> None:
         done = session.execute(_WRITE_CASE, {**values, "b_id": case.id, "b_version": version})
     if done.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict(f"case {case.id} was changed by someone else meanwhile: read it again and retry")
-    for name in _CASE_FIELDS:
-        set_committed_value(case, name, values[f"b_{name}"])
     set_committed_value(case, "version", version + 1)
+    # every column a transition changes is written: the object is as its row now, nothing left to flush
+    # (the ORM's own post-flush step; SQLAlchemy offers no public call for it)
+    state = inspect(case)
+    state._commit_all(state.dict, session.identity_map)
 
 
 def _record(ctx: Context, source: str | None, dest: str) -> None:
