@@ -57,6 +57,7 @@ BACKLOG = 20
 LEASE = timedelta(days=7)
 LEASE_MARGIN = timedelta(days=1)
 CLAIM = 500  # rows per claim
+UNIT = 8  # rows the worker renders and writes between two turns of the reader
 #: Results are recorded once this many wait, or once the oldest is this old in simulated time (well
 #: within ``LEASE``: the rows stay claimed meanwhile).
 RECORD_ROWS = 1000
@@ -145,15 +146,18 @@ def _serve(engine: Engine, settings: Settings, requests: IO[str], answers: IO[st
     totals: Counter[str] = Counter()
     failure: list[str] = []
     stop = threading.Event()
+    gate = threading.Lock()  # held by the worker while it renders a few rows, by the reader while it claims
 
     def worker() -> None:
         while (item := work.get()) is not None:
             at, taken, snap = item
             try:
-                if not failure and not stop.is_set():  # else its claimed rows wait for their lease to end
-                    jobs = prepare(snap, taken, settings)
-                    snap.close()
-                    done = [(at, job, attempt(job, settings, None, at)) for job in jobs]
+                for start in range(0, len(taken), UNIT):
+                    if failure or stop.is_set():  # its claimed rows wait for their lease to end
+                        break
+                    with gate:  # a few rows at a time: the reader takes its turn in between
+                        jobs = prepare(snap, taken[start : start + UNIT], settings)
+                        done = [(at, job, attempt(job, settings, None, at)) for job in jobs]
                     with turn:
                         finished.extend(done)
             except Exception as exc:
@@ -181,6 +185,13 @@ def _serve(engine: Engine, settings: Settings, requests: IO[str], answers: IO[st
             turn.wait_for(lambda: not in_flight or in_flight[0] + LEASE - LEASE_MARGIN > at or bool(failure))
         if failure:
             return
+        with gate:  # the worker waits meanwhile: the day loop waits for this part
+            taken, snap = claim_day(at)
+        with turn:
+            in_flight.append(at)
+        work.put((at, taken, snap))  # may wait for room (BACKLOG), never while holding the gate
+
+    def claim_day(at: datetime) -> tuple[list[Any], Connection]:
         with turn:
             due = bool(finished) and (len(finished) >= RECORD_ROWS or finished[0][0] + RECORD_AFTER <= at)
         if due:  # results wait a little, to be written many at once (always before their claims run out)
@@ -193,10 +204,7 @@ def _serve(engine: Engine, settings: Settings, requests: IO[str], answers: IO[st
             taken += part
             if len(part) < CLAIM:
                 break
-        snap = snapshot(engine)  # the day as it ends: what the mail of the day says
-        with turn:
-            in_flight.append(at)
-        work.put((at, taken, snap))
+        return taken, snapshot(engine)  # the day as it ends: what the mail of the day says
 
     thread = threading.Thread(target=worker, name="deliver", daemon=True)
     thread.start()

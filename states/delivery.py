@@ -57,11 +57,11 @@ from email.message import Message
 from email.utils import format_datetime, formataddr, getaddresses, parseaddr
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 import jinja2
 from pydantic import BaseModel
-from sqlalchemy import Connection, Engine, Table, bindparam, or_, update
+from sqlalchemy import Connection, Engine, Table, bindparam, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, select
 
@@ -76,6 +76,22 @@ logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
 _M = TypeVar("_M", bound=SQLModel)
+
+
+class OutboxRow(Protocol):
+    """What delivering reads of an outbox row: an ``Outbox`` object, or a row as the claim reads it."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def case_id(self) -> int | None: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def recipient(self) -> str: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "mail"
 #: The kind whose rows are payment orders (recipient ``payment``), written as files, not mailed.
@@ -278,7 +294,7 @@ class _Facts:
         found: _M | None = store[key]
         return found
 
-    def case(self, row: Outbox) -> Case | None:
+    def case(self, row: OutboxRow) -> Case | None:
         return self.get(Case, row.case_id)
 
     def tranches_of(self, case_id: int) -> list[Tranche]:
@@ -306,7 +322,7 @@ class _Facts:
             for key in part:
                 store.setdefault(key, None)
 
-    def load(self, rows: Iterable[Outbox]) -> None:
+    def load(self, rows: Iterable[OutboxRow]) -> None:
         """Read what ``rows`` need, table by table (the same facts the one-by-one reads would give)."""
         rows = list(rows)
         self._fetch(Tranche, (r.payload.get("tranche_id") for r in rows))
@@ -344,7 +360,7 @@ class _Facts:
                 self.time_outs[case_id] = from_state  # the last one wins
 
 
-def _structure(facts: _Facts, row: Outbox) -> Structure:
+def _structure(facts: _Facts, row: OutboxRow) -> Structure:
     case = facts.case(row)
     structure_id = case.structure_id if case is not None else row.payload.get("structure_id")
     structure = facts.get(Structure, structure_id)
@@ -353,7 +369,7 @@ def _structure(facts: _Facts, row: Outbox) -> Structure:
     return structure
 
 
-def recipient_address(session: Session, row: Outbox, settings: Settings) -> str:
+def recipient_address(session: Session, row: OutboxRow, settings: Settings) -> str:
     """Return the e-mail address of the row's recipient, read from the database at delivery time.
 
     Raises ``DeliveryError`` (permanent) when the recipient has no address, saying how to add one.
@@ -361,7 +377,7 @@ def recipient_address(session: Session, row: Outbox, settings: Settings) -> str:
     return _recipient_address(_Facts(session), row, settings)
 
 
-def _recipient_address(facts: _Facts, row: Outbox, settings: Settings) -> str:
+def _recipient_address(facts: _Facts, row: OutboxRow, settings: Settings) -> str:
     role = row.recipient
     if role == "structure":
         structure = _structure(facts, row)
@@ -419,7 +435,7 @@ def payment_reference(case_id: int, tranche_number: int) -> str:
     return f"CNUM-{case_id:06d}-T{tranche_number}"
 
 
-def _tranche(facts: _Facts, row: Outbox) -> Tranche | None:
+def _tranche(facts: _Facts, row: OutboxRow) -> Tranche | None:
     payload = row.payload
     if payload.get("tranche_id") is not None:
         return facts.get(Tranche, payload["tranche_id"])
@@ -429,7 +445,7 @@ def _tranche(facts: _Facts, row: Outbox) -> Tranche | None:
     return None
 
 
-def build_context(session: Session, row: Outbox) -> dict[str, Any]:
+def build_context(session: Session, row: OutboxRow) -> dict[str, Any]:
     """Return what a template sees: the row's payload, plus ``kind``, ``recipient`` and a few database facts.
 
     Added keys (always present, ``None`` when they do not apply): ``training_org_name``,
@@ -439,7 +455,7 @@ def build_context(session: Session, row: Outbox) -> dict[str, Any]:
     return _build_context(_Facts(session), row)
 
 
-def _build_context(facts: _Facts, row: Outbox) -> dict[str, Any]:
+def _build_context(facts: _Facts, row: OutboxRow) -> dict[str, Any]:
     context: dict[str, Any] = dict(row.payload)
     context.update(
         kind=row.kind,
@@ -498,12 +514,12 @@ def payment_order_name(case_id: int, tranche_number: int) -> str:
     return f"payment-order-case{case_id}-tranche{tranche_number}.json"
 
 
-def build_payment_order(session: Session, row: Outbox) -> PaymentOrder:
+def build_payment_order(session: Session, row: OutboxRow) -> PaymentOrder:
     """Read the tranche, case and structure of a ``payment_order`` row and return the order to write."""
     return _build_payment_order(_Facts(session), row)
 
 
-def _build_payment_order(facts: _Facts, row: Outbox) -> PaymentOrder:
+def _build_payment_order(facts: _Facts, row: OutboxRow) -> PaymentOrder:
     tranche = _tranche(facts, row)
     if tranche is None or tranche.status != "paid" or tranche.paid_at is None:
         state = "missing" if tranche is None else tranche.status
@@ -857,7 +873,7 @@ def backoff(attempts: int) -> timedelta:
     return min(RETRY_BASE * (2**exponent), RETRY_CAP)
 
 
-def _prepare(facts: _Facts, row: Outbox, attempts: int, settings: Settings) -> _Job:
+def _prepare(facts: _Facts, row: OutboxRow, attempts: int, settings: Settings) -> _Job:
     job = _Job(row.id or 0, row.case_id, row.kind, row.recipient, attempts)
     try:
         if row.recipient == "payment":
@@ -922,28 +938,21 @@ def claim(
     kinds: list[str] | None,
     report: DeliveryReport,
     lease: timedelta = SENDING_LEASE,
-) -> list[tuple[Outbox, int]]:
+) -> list[tuple[OutboxRow, int]]:
     """Claim up to ``n`` rows due at ``at`` in one short write transaction; return them with their attempt.
 
     A claimed row is ``sending`` until ``record`` writes its result, or until ``lease`` has passed: then
     it is due again (its deliverer is taken to have stopped).
     """
-    taken: list[tuple[Outbox, int]] = []
+    taken: list[tuple[OutboxRow, int]] = []
     with write_session(engine) as session:
-        q = (
-            select(Outbox)
-            .where(or_(col(Outbox.status) == "pending", col(Outbox.status) == "sending"))
-            .where(col(Outbox.next_attempt_at) <= at)
-            .order_by(col(Outbox.next_attempt_at), col(Outbox.id))
-            .limit(n)
-        )
+        conn = session.connection()
+        params: dict[str, Any] = {"b_at": at, "b_n": n}
         if kinds is not None:
-            q = q.where(col(Outbox.kind).in_(kinds))
-        if not is_sqlite(engine):
-            q = q.with_for_update(skip_locked=True)
-        rows = session.exec(q).all()
+            params["b_kinds"] = kinds
+        rows = conn.execute(_due_rows(kinds is not None, not is_sqlite(engine)), params).all()
         claims: list[dict[str, Any]] = []
-        for row in rows:  # the ORM objects stay as read; the claim is written for all rows in one statement
+        for row in rows:  # plain rows (no ORM objects to build); the claim is written for all in one statement
             last_error = row.last_error
             if row.status == "sending":  # its deliverer stopped before recording the result
                 interrupted = (
@@ -967,13 +976,29 @@ def claim(
                 {"b_id": row.id, "b_status": "sending", "b_attempts": row.attempts + 1, "b_next": at + lease}
                 | {"b_error": last_error}
             )
-            taken.append((row, row.attempts + 1))
+            taken.append((cast(OutboxRow, row), row.attempts + 1))
         if claims:
-            session.connection().execute(_SET_ROW, claims)
+            conn.execute(_SET_ROW, claims)
     return taken
 
 
-def prepare(bind: Engine | Connection, taken: list[tuple[Outbox, int]], settings: Settings) -> list[_Job]:
+@lru_cache(maxsize=4)
+def _due_rows(by_kind: bool, lock: bool) -> Any:
+    """The statement that reads the rows due at ``b_at``, at most ``b_n``, oldest first (built once)."""
+    q = (
+        _OUTBOX.select()
+        .where(_OUTBOX.c.status.in_(("pending", "sending")), _OUTBOX.c.next_attempt_at <= bindparam("b_at"))
+        .order_by(_OUTBOX.c.next_attempt_at, _OUTBOX.c.id)
+        .limit(bindparam("b_n"))
+    )
+    if by_kind:
+        q = q.where(_OUTBOX.c.kind.in_(bindparam("b_kinds", expanding=True)))
+    if lock:
+        q = q.with_for_update(skip_locked=True)
+    return q
+
+
+def prepare(bind: Engine | Connection, taken: list[tuple[OutboxRow, int]], settings: Settings) -> list[_Job]:
     """Render the claimed rows' mails and payment orders, reading what they need through ``bind``.
 
     Outside the claim's write transaction: rendering never holds the lock. ``bind`` is the engine (the

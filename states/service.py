@@ -198,22 +198,24 @@ _HISTORY_INSERT = insert(_HISTORY_TABLE)
 _TRANCHE_INSERT = insert(_TRANCHE_TABLE)
 
 
-def notify(ctx: Context, kind: str, recipients: tuple[str, ...], **extra: Any) -> None:
+def _outbox_rows(ctx: Context, kind: str, recipients: tuple[str, ...], **extra: Any) -> list[dict[str, Any]]:
     payload = _payload(ctx, **extra)
-    ctx.session.execute(
-        _OUTBOX_INSERT,
-        [
-            {
-                "case_id": ctx.case.id,
-                "kind": kind,
-                "recipient": recipient,
-                "payload": payload,
-                "created_at": ctx.at,
-                "next_attempt_at": ctx.at,
-            }
-            for recipient in recipients
-        ],
-    )
+    return [
+        {
+            "case_id": ctx.case.id,
+            "kind": kind,
+            "recipient": recipient,
+            "payload": payload,
+            "created_at": ctx.at,
+            "next_attempt_at": ctx.at,
+        }
+        for recipient in recipients
+    ]
+
+
+def notify(ctx: Context, kind: str, recipients: tuple[str, ...], **extra: Any) -> None:
+    """Queue a notification of ``kind`` to each of ``recipients``, in the transition's transaction."""
+    ctx.session.execute(_OUTBOX_INSERT, _outbox_rows(ctx, kind, recipients, **extra))
 
 
 def _history(
@@ -449,8 +451,13 @@ def _on_pay(ctx: Context) -> None:
         "amount_cents": ctx.data["amount_cents"],
         "subsidy_cents": ctx.case.subsidy_cents,
     }
-    notify(ctx, "tranche_paid", ("structure",), **extra)
-    notify(ctx, "payment_order", ("payment",), structure_kind=ctx.structure.kind, tranche_id=tranche_id, **extra)
+    ctx.session.execute(  # the notice and the payment order, in one statement
+        _OUTBOX_INSERT,
+        _outbox_rows(ctx, "tranche_paid", ("structure",), **extra)
+        + _outbox_rows(
+            ctx, "payment_order", ("payment",), structure_kind=ctx.structure.kind, tranche_id=tranche_id, **extra
+        ),
+    )
 
 
 EFFECTS: dict[str, Callable[[Context], None]] = {
