@@ -43,17 +43,27 @@ def mib(kib: int) -> str:
     return f"{kib / 1024:,.0f} MiB"
 
 
-def _tree_rss_kib(pid: int) -> int:
-    """The resident memory of ``pid`` and all its descendants now (Linux ``/proc``), in KiB."""
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int, cpu: dict[int, tuple[str, float]]) -> int:
+    """The resident memory of ``pid`` and all its descendants now (Linux ``/proc``), in KiB.
+
+    ``cpu`` gets each process's name and CPU seconds so far.
+    """
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
         try:
             status = Path(f"/proc/{p}/status").read_text()
             total += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+            args = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
+            name = " ".join(a.decode(errors="replace").rsplit("/", 1)[-1] for a in args[:4] if a)
+            cpu[p] = (name, (int(fields[11]) + int(fields[12])) / TICKS)
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, StopIteration, ValueError):
+        except (OSError, StopIteration, ValueError, IndexError):
             continue  # the process ended meanwhile
     return total
 
@@ -83,9 +93,9 @@ def run_command(posts: int, seed: int, folder: Path) -> None:
     t0 = time.perf_counter()
     with (folder / "stdout.txt").open("w") as stdout:
         proc = subprocess.Popen(cmd, cwd=folder, stdout=stdout, text=True)
-        peak_tree = 0
+        peak_tree, cpu = 0, dict[int, tuple[str, float]]()
         while proc.poll() is None:  # the memory of all the command's processes together, sampled
-            peak_tree = max(peak_tree, _tree_rss_kib(proc.pid))
+            peak_tree = max(peak_tree, _tree(proc.pid, cpu))
             time.sleep(0.25)
     wall = time.perf_counter() - t0
     out = (folder / "stdout.txt").read_text()
@@ -96,6 +106,8 @@ def run_command(posts: int, seed: int, folder: Path) -> None:
     print(f"CPU time          {children.ru_utime + children.ru_stime:,.1f} s (the command and its children)")
     print(f"peak RSS          {mib(children.ru_maxrss)} (the largest single process)")
     print(f"peak RSS, all     {mib(peak_tree)} (the command, its delivery process and the Prefect server together)")
+    for name, seconds in sorted(cpu.values(), key=lambda item: -item[1]):
+        print(f"CPU {seconds:7.1f} s    {name[:100]}")
 
 
 class Clock:
