@@ -243,8 +243,9 @@ def main() -> None:
     sys.setswitchinterval(0.0002)  # answer the day loop promptly while the worker renders
     from states.db import get_engine
 
-    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w")
-    sys.stdout = sys.stderr  # nothing else may write on the answers' channel
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # nothing else may write on the answers' channel: standard output now goes to standard error
+    sys.stdout = sys.stderr
     engine = get_engine(config["url"], pool_size=BACKLOG + 4)  # a snapshot per waiting day, and the worker's
     _serve(engine, Settings(**config["settings"]), sys.stdin, answers)
 
