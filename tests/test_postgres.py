@@ -226,3 +226,21 @@ def test_two_contracts_signed_at_once_on_postgresql_respect_the_quota(pg: str) -
     states = sorted(snapshot(engine)[c]["case"][1] for c in cases)
     assert states == ["contract_signed", "training_org_contacted"], f"one post, two contracts: {states}"
     assert len(refused) == 1
+
+
+def test_a_simulated_programme_gives_the_same_figures_and_mail_on_postgresql(pg: str, tmp_path: Path) -> None:
+    """The main job on PostgreSQL, with its delivery process reading PostgreSQL snapshots, as on SQLite."""
+    from states.simulation import make_config, simulate
+
+    config = make_config(30, 5, "2026-01-05", POLICY)
+    on_pg = simulate(pg, POLICY, config, tmp_path / "pg" / "report.html")
+    on_sqlite = simulate(f"sqlite:///{tmp_path / 'lite.db'}", POLICY, config, tmp_path / "lite" / "report.html")
+    assert on_pg.ok and on_sqlite.ok
+    mine, theirs = on_pg.to_dict(), on_sqlite.to_dict()
+    for d in (mine, theirs):
+        d.pop("report"), d.pop("database")
+    assert mine == theirs
+    for folder in ("mail", "payments"):
+        pg_files = {p.name: p.read_bytes() for p in sorted((tmp_path / "pg" / folder).iterdir())}
+        assert pg_files == {p.name: p.read_bytes() for p in sorted((tmp_path / "lite" / folder).iterdir())}
+        assert pg_files
