@@ -511,6 +511,7 @@ def _start_temporary_server() -> Callable[[], None]:
     The server takes seconds to boot in its own process; meanwhile this one imports the flows and
     checks its input. The wait returns once the server answers (at once if there is no temporary server).
     """
+    import contextlib
     import os
     import threading
 
@@ -519,13 +520,10 @@ def _start_temporary_server() -> Callable[[], None]:
     from prefect.server.api.server import SubprocessASGIServer
 
     server = SubprocessASGIServer()  # the one instance Prefect's client uses too
-    failed: list[BaseException] = []
 
     def start() -> None:
-        try:
+        with contextlib.suppress(Exception):  # if it fails, the flow's own start tries again and says why
             server.start()
-        except BaseException as exc:  # the flow's own start reports it again, with Prefect's message
-            failed.append(exc)
 
     thread = threading.Thread(target=start, name="prefect-temporary-server", daemon=True)
     thread.start()
