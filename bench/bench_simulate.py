@@ -144,15 +144,16 @@ class Clock:
 def breakdown(posts: int, seed: int, folder: Path, inline: bool) -> None:
     from states import simulation
     from states.policy import Policy
+    from states.simulation import dayloop
 
     clock = Clock()
-    clock.wrap(simulation.service, "fire", lambda *a, **k: f"service.fire {a[2]}")
-    clock.wrap(simulation.service, "present", "service.present")
-    clock.wrap(simulation.batch, "sweep", "batch.sweep")
-    clock.wrap(simulation.batch, "pay", "batch.pay")
+    clock.wrap(dayloop.service, "fire", lambda *a, **k: f"service.fire {a[2]}")
+    clock.wrap(dayloop.service, "present", "service.present")
+    clock.wrap(dayloop.batch, "sweep", "batch.sweep")
+    clock.wrap(dayloop.batch, "pay", "batch.pay")
     delivery: Any = "background"
     if inline:
-        deliver = simulation._outbox_delivery
+        deliver = dayloop.inline_delivery
 
         def timed_delivery(*args: Any) -> Any:
             with clock.part("delivery.deliver (in the day loop)"):
@@ -160,10 +161,10 @@ def breakdown(posts: int, seed: int, folder: Path, inline: bool) -> None:
 
         delivery = timed_delivery
     else:
-        from states import deliverer
+        from states.outbox.process import BackgroundDelivery
 
-        clock.wrap(deliverer.BackgroundDelivery, "day_over", "delivery: handing a day to the delivery process")
-        clock.wrap(deliverer.BackgroundDelivery, "drain", "delivery: waiting for the last mail")
+        clock.wrap(BackgroundDelivery, "day_over", "delivery: handing a day to the delivery process")
+        clock.wrap(BackgroundDelivery, "drain", "delivery: waiting for the last mail")
 
     policy = Policy()
     config = simulation.make_config(posts, seed, None, policy)

@@ -17,54 +17,59 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from prefect import flow, get_client, get_run_logger
 from prefect.events import emit_event
 from prefect.runtime import flow_run
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.fields import FieldInfo
 from sqlmodel import col, select
 
 from flows.common import engine, instant, policy
 from states import service
 from states.db import read_session, write_session
 from states.errors import ConumError, NotFound
-from states.lifecycle import OPERATOR_EVENTS
+from states.lifecycle import BY_NAME, OPERATOR_EVENTS
 from states.models import Case, Structure
-from states.policy import Policy
 from states.views import case_view
 
 #: The events an operator may fire, derived from the lifecycle table (the UI shows them as a drop-down).
 CaseEvent = StrEnum("CaseEvent", [(name, name) for name in OPERATOR_EVENTS])  # type: ignore[misc]
 
-if TYPE_CHECKING:
-    ContractType = str
-else:
-    # the contract types of the policy defaults; a policy file that adds one needs a new deployment
-    ContractType = Literal[tuple(Policy().contract_types)]
+
+def _any_event_data() -> type[BaseModel]:
+    """Build the model of the ``data`` parameter: every field of every operator event, each optional.
+
+    Derived from the events' own models (``states.eventdata``): same titles, help texts and drop-downs; the
+    service then checks the fields against the model of the event actually fired.
+    """
+    first: dict[str, FieldInfo] = {}
+    users: dict[str, list[str]] = {}
+    for name in OPERATOR_EVENTS:
+        for key, info in BY_NAME[name].data.model_fields.items():
+            users.setdefault(key, []).append(name)
+            first.setdefault(key, info)
+    fields: dict[str, Any] = {}
+    for key, info in first.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        choices = extra.get("enum")
+        annotation: Any = Literal[tuple(choices)] if isinstance(choices, list) else info.annotation
+        description = f"{info.description} ({', '.join(users[key])})"
+        fields[key] = (annotation | None, Field(None, title=info.title, description=description))
+    built: type[BaseModel] = create_model("EventData", __config__=ConfigDict(extra="forbid"), **fields)
+    return built
 
 
-class EventData(BaseModel):
-    """The data of an event; each event reads only its own keys (``conum events`` lists the events)."""
+EventData = _any_event_data()
 
-    model_config = ConfigDict(extra="forbid")
 
-    org: int | None = Field(None, description="Training organisation id (contact_training_org).")
-    type: ContractType | None = Field(None, description="Contract type (sign_contract).")
-    start: dt.date | None = Field(None, description="Contract start date (sign_contract).")
-    end: dt.date | None = Field(None, description="Contract end date, unless CDI (sign_contract).")
-    salary: Decimal | None = Field(
-        None, description="Monthly gross salary in euros, e.g. 1900.00, at least the SMIC (sign_contract)."
-    )
-    reason: str | None = Field(None, description="Reason (decline, withdraw, break_contract, cancel).")
-    date: dt.date | None = Field(
-        None, description="Date of the fact (start_training, complete_training, break_contract)."
-    )
-
-    def to_data(self) -> dict[str, Any]:
-        """Return the dict ``service.fire`` takes (keys org, type, start, end, salary, reason, date)."""
-        return {k: str(v) if isinstance(v, Decimal) else v for k, v in self.model_dump(exclude_none=True).items()}
+def _to_data(data: BaseModel | None) -> dict[str, Any]:
+    """Return the dict ``service.fire`` takes: only the fields given, amounts as text."""
+    if data is None:
+        return {}
+    return {k: str(v) if isinstance(v, Decimal) else v for k, v in data.model_dump(exclude_none=True).items()}
 
 
 def _where(case_id: int) -> tuple[int, str]:
@@ -94,7 +99,7 @@ def advance_case(
     case_id: int,
     event: CaseEvent,
     actor: str = "admin",
-    data: EventData | None = None,
+    data: EventData | None = None,  # type: ignore[valid-type]
     at: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Fire an operator event on a case and return the case as ``conum show`` gives it.
@@ -119,7 +124,7 @@ def advance_case(
                 name,
                 actor=actor,
                 at=instant(at),
-                data=(data or EventData()).to_data(),
+                data=_to_data(data),
                 policy=policy(),
                 flow_run_id=run_id,
             )

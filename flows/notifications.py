@@ -2,7 +2,7 @@
 
 Runs every five minutes and whenever an operator action emits a
 ``conum.case.*`` event (the deployment's trigger in ``prefect.yaml``). The work
-is ``states.delivery.deliver``: each row is claimed before it is sent, so two
+is ``states.outbox.deliver``: each row is claimed before it is sent, so two
 runs never send the same notification; a failure counts an attempt, keeps the
 error on the outbox row (``last_error``) and retries it later with an
 exponential backoff, up to ``CONUM_MAX_ATTEMPTS``, then the row is ``failed``.
@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger
 
 from flows.common import engine, instant, settings, table
 from states.clock import show
-from states.delivery import deliver
+from states.outbox import deliver
 
 
 @flow(name="deliver-notifications", retries=0, persist_result=False)

@@ -2,7 +2,7 @@
 
 ``states.batch.pay`` marks each tranche due as paid, once, whatever the
 retries or overlapping runs, and puts a payment order in the outbox in the same
-transaction; ``states.delivery.deliver`` then writes each order as a JSON file
+transaction; ``states.outbox.deliver`` then writes each order as a JSON file
 into ``CONUM_PAYMENT_DIR`` (one file per tranche, never overwritten). An order
 that cannot be written stays in the outbox and is retried by the next run or
 by ``deliver-notifications``.
@@ -22,7 +22,7 @@ from states import batch
 from states.clock import show
 from states.dashboard import payments_by_structure
 from states.db import read_session
-from states.delivery import PAYMENT_KIND, deliver
+from states.outbox import PAYMENT_KIND, deliver
 
 
 @flow(name="pay-tranches", retries=0, persist_result=False)

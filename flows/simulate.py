@@ -5,7 +5,7 @@ child flow run, ``simulate-month``, per simulated month: the people's actions
 of each day through the transition service, the daily sweep, payments and
 outbox delivery, exactly as the deployments would run them. It then reads the
 figures, reconciles the books and writes the HTML report
-(``states.report``). A month is the unit a reader follows in the UI: one run
+(``states.simulation``). A month is the unit a reader follows in the UI: one run
 per action would be tens of thousands of runs, one run for three years would
 show nothing until the end.
 
@@ -40,8 +40,7 @@ from prefect.runtime import flow_run
 
 from flows.common import Progress, instant, markdown, policy, table, without_heartbeats
 from states.errors import ConumError
-from states.report import headline, markdown_summary
-from states.simulation import MonthReport, Simulation, conclude, make_config, prepare
+from states.simulation import MonthReport, Simulation, conclude, headline, make_config, markdown_summary, prepare
 
 #: Called after each month with its report and the number of months done.
 OnMonth = Callable[[MonthReport, int], None]

@@ -21,13 +21,14 @@ from sqlalchemy import Engine, bindparam, exists
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
+from states import service
 from states.clock import paris_day, utc
 from states.db import is_sqlite, write_session
+from states.deadlines import Step
 from states.errors import ConumError
 from states.lifecycle import State
 from states.models import Candidate, Case, Structure, Tranche
 from states.policy import Policy
-from states.service import Step, _apply_due_step, _pay_case_tranches
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -141,7 +142,7 @@ def sweep(
     report = SweepReport()
 
     def work(session: Session, case: Case, rows: tuple[Structure, Candidate]) -> bool:
-        step = _apply_due_step(session, case, rows, at, policy)
+        step = service.apply_due_step(session, case, at, policy, rows=rows)
         if step is None:
             return False
         report.steps.append(step)
@@ -171,7 +172,7 @@ def pay(engine: Engine, at: datetime, policy: Policy, chunk: int = 500, progress
             tranches.setdefault(t.case_id, []).append(t)
 
     def work(session: Session, case: Case, rows: tuple[Structure, Candidate]) -> bool:
-        paid = _pay_case_tranches(session, case, rows, tranches.get(case.id or 0, []), at, policy)
+        paid = service.pay_case_tranches(session, case, at, policy, rows=rows, tranches=tranches.get(case.id or 0, []))
         for t in paid:
             final = t is paid[-1] and case.state == State.TRANCHES_PAID.value
             report.payments.append(Payment(case.id or 0, case.structure_id, t.number, t.amount_cents, final))

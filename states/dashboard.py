@@ -21,10 +21,11 @@ from sqlmodel import Session, col, select
 
 from states.clock import paris_day, show, utc
 from states.db import read_session
-from states.delivery import euros
 from states.geo import name_of, region_of
-from states.lifecycle import LABELS, OPEN, State, mermaid
+from states.lifecycle import LABELS, OPEN, State
+from states.machine import mermaid
 from states.models import Case, Structure, Tranche
+from states.outbox.render import euros
 
 #: The escalation level from which a case needs someone above the structure (2 préfet, 3 ANCT).
 ESCALATED = 2

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
@@ -19,8 +18,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session
 
 from states.errors import BadInput, ConumError
-
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+from states.paths import MIGRATIONS
 
 
 def _sqlite_setup(engine: Engine) -> None:

@@ -1,9 +1,10 @@
 """The lifecycle of a recruitment case, as one declarative table.
 
-Everything else is derived from this module: the state machine that validates
-each event (library ``transitions``, ``auto_transitions=False`` so nobody can
-jump to an arbitrary state), the CLI's list of events, the Prefect parameter
-enum, the mermaid diagram and the deadline sweep.
+Each row says where an event may start, where it leads, who may fire it, the
+guards (rules, by name, in ``states.rules``) it must pass and the model of its
+data (``states.eventdata``). Everything else is derived from this table
+(``states.machine``): the state machine that validates each event, the CLI's
+list of events, the Prefect forms, the mermaid diagram and the deadline sweep.
 
 Internal events (reminders, escalations, tranche payments) are in the table
 too, so that every history row replays through it, but only the sweep and the
@@ -12,15 +13,19 @@ payment run fire them.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
-from transitions import Machine
-
-logger = logging.getLogger(__name__)
-logger.addHandler(logging.NullHandler())
+from states.eventdata import (
+    CancelData,
+    ContactData,
+    ContractData,
+    DatedData,
+    DeclineData,
+    EventData,
+    RuptureData,
+    WithdrawData,
+)
 
 
 class State(StrEnum):
@@ -75,8 +80,7 @@ class Event:
     dest: State | None  # None: the case stays where it is
     who: tuple[str, ...]
     guards: tuple[str, ...] = ()
-    data: tuple[str, ...] = ()  # required keys of the event's data
-    optional: tuple[str, ...] = ()  # optional keys
+    data: type[EventData] = EventData  # the model of the event's data
     internal: bool = False  # fired only by the sweep or the payment run
     label: str = ""
 
@@ -86,13 +90,13 @@ C, TR, IP = State.CONTRACT_SIGNED, State.IN_TRAINING, State.IN_POST
 
 EVENTS: tuple[Event, ...] = (
     Event("select", (P,), S, ("structure", "admin"), label="Retenir le candidat"),
-    Event("decline", (P, S), State.DECLINED, ("structure", "admin"), data=("reason",), label="Décliner"),
+    Event("decline", (P, S), State.DECLINED, ("structure", "admin"), data=DeclineData, label="Décliner"),
     Event(
         "withdraw",
         (P, S, T),
         State.WITHDRAWN,
         ("candidate", "admin", "system"),
-        optional=("reason",),
+        data=WithdrawData,
         label="Retrait du candidat",
     ),
     Event(
@@ -101,7 +105,7 @@ EVENTS: tuple[Event, ...] = (
         T,
         ("structure", "admin"),
         guards=("known_training_org",),
-        data=("org",),
+        data=ContactData,
         label="Contacter l'organisme de formation",
     ),
     Event(
@@ -109,9 +113,14 @@ EVENTS: tuple[Event, ...] = (
         (T,),
         C,
         ("structure", "admin"),
-        guards=("valid_contract", "salary_at_least_smic", "within_quota", "candidate_free"),
-        data=("type", "start", "salary"),
-        optional=("end",),
+        guards=(
+            "contract_type_allowed",
+            "contract_dates_valid",
+            "salary_at_least_smic",
+            "within_quota",
+            "candidate_free",
+        ),
+        data=ContractData,
         label="Signer le contrat",
     ),
     Event(
@@ -119,8 +128,8 @@ EVENTS: tuple[Event, ...] = (
         (C,),
         TR,
         ("structure", "admin"),
-        guards=("date_not_before_contract",),
-        optional=("date",),
+        guards=("training_dates_valid",),
+        data=DatedData,
         label="Départ en formation",
     ),
     Event(
@@ -128,8 +137,8 @@ EVENTS: tuple[Event, ...] = (
         (TR,),
         IP,
         ("structure", "admin"),
-        guards=("date_not_before_contract",),
-        optional=("date",),
+        guards=("training_dates_valid",),
+        data=DatedData,
         label="Prise de poste",
     ),
     Event(
@@ -137,11 +146,11 @@ EVENTS: tuple[Event, ...] = (
         (C, TR, IP),
         State.BROKEN,
         ("structure", "admin"),
-        guards=("valid_rupture",),
-        data=("reason", "date"),
+        guards=("rupture_reason_allowed", "rupture_within_contract"),
+        data=RuptureData,
         label="Rompre le contrat",
     ),
-    Event("cancel", OPEN, State.CANCELLED, ("prefet", "admin"), data=("reason",), label="Annuler le dossier"),
+    Event("cancel", OPEN, State.CANCELLED, ("prefet", "admin"), data=CancelData, label="Annuler le dossier"),
     Event("time_out", (P, S, T), State.EXPIRED, ("system",), label="Délai dépassé"),
     Event("remind", (P, S, T, C, TR), None, ("system",), internal=True, label="Relance"),
     Event("escalate", (P, S, T, C, TR), None, ("system",), internal=True, label="Escalade"),
@@ -160,7 +169,16 @@ BY_NAME: dict[str, Event] = {e.name: e for e in EVENTS}
 #: Events an operator may fire (CLI ``advance``, the ``advance-case`` flow).
 OPERATOR_EVENTS: tuple[str, ...] = tuple(e.name for e in EVENTS if not e.internal)
 #: The event that opens a case; it has no source state and is not a transition of the machine.
-OPENING = Event("present", (), State.CANDIDATE_PRESENTED, ("admin",), label="Présenter un candidat")
+OPENING = Event(
+    "present",
+    (),
+    State.CANDIDATE_PRESENTED,
+    ("admin",),
+    guards=("candidate_free", "not_presented_twice"),
+    label="Présenter un candidat",
+)
+#: Guards every event passes, before its own: who may act, and a history that only moves forward.
+COMMON_GUARDS: tuple[str, ...] = ("actor_may_fire", "history_moves_forward")
 OPENING_EVENT = OPENING.name
 
 
@@ -172,75 +190,6 @@ def allowed_events(state: State | str, include_internal: bool = False) -> list[s
     """Return the events that may be fired from ``state``, in table order."""
     state = State(state)
     return [e.name for e in EVENTS if state in e.sources and (include_internal or not e.internal)]
-
-
-def table_rows(state: State | str | None = None) -> list[dict[str, Any]]:
-    """Return the table as one row per (event, source) pair, optionally only from ``state``."""
-    rows = []
-    for e in EVENTS:
-        for src in e.sources:
-            if state is not None and src != State(state):
-                continue
-            rows.append({"event": e.name, "from": src.value, "to": destination(e, src).value, "who": list(e.who)})
-    return rows
-
-
-def is_legal(event: str, source: str | None, dest: str) -> bool:
-    """Tell whether a history row (event, from, to) is a step of the table."""
-    if event == OPENING_EVENT:
-        return source is None and dest == State.CANDIDATE_PRESENTED
-    e = BY_NAME.get(event)
-    if e is None or source is None:
-        return False
-    return State(source) in e.sources and destination(e, State(source)).value == dest
-
-
-def machine_spec() -> dict[str, Any]:
-    """Return the table in the form ``transitions.Machine`` takes."""
-    transitions = []
-    for e in EVENTS:
-        for src in e.sources:
-            transitions.append(
-                {
-                    "trigger": e.name,
-                    "source": src.value,
-                    "dest": destination(e, src).value,
-                    "conditions": list(e.guards),
-                }
-            )
-    return {"states": [s.value for s in State], "transitions": transitions, "auto_transitions": False}
-
-
-def build_machine() -> Machine:
-    """Build the state machine of the table, with no model bound."""
-    return Machine(model=None, send_event=True, **machine_spec())
-
-
-#: One machine for the process; models are passed to each trigger and never retained by it.
-MACHINE = build_machine()
-
-
-def trigger(model: Any, event: str) -> bool:
-    """Fire ``event`` on ``model`` (a plain object with a ``state`` attribute and the guard methods).
-
-    Guards are looked up by name on the model; they raise to refuse with a reason.
-    """
-    result: bool = MACHINE.events[event].trigger(model)
-    return result
-
-
-def mermaid() -> str:
-    """Return the lifecycle diagram (``stateDiagram-v2``), generated from the table."""
-    lines = ["stateDiagram-v2", f"    [*] --> {State.CANDIDATE_PRESENTED.value}: present"]
-    for e in EVENTS:
-        if e.dest is None:
-            continue
-        for src in e.sources:
-            lines.append(f"    {src.value} --> {e.dest.value}: {e.name}")
-    for s in State:
-        if s in TERMINAL:
-            lines.append(f"    {s.value} --> [*]")
-    return "\n".join(lines)
 
 
 #: The deadline policy of each state: which instant starts its clock. The days

@@ -9,7 +9,7 @@ from sqlmodel import Session
 from states.errors import BadInput, NotAllowed
 from states.geo import DEPARTEMENTS
 from states.models import Candidate, Structure, TrainingOrg
-from states.service import parse_actor
+from states.rules import parse_actor
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 

@@ -1,22 +1,28 @@
-"""Programme rules, as guards named in the lifecycle table.
+"""Every programme rule, as a guard named in the lifecycle table.
 
-Each guard takes the context of one event and raises ``RuleViolation`` with a
-message that names the rule and says what to do; returning means it holds.
+Each guard takes the context of one event and raises a refusal
+(``RuleViolation``, ``NotAllowed``) whose ``rule`` is the guard's own name, with
+a message that names it and says what to do; returning means it holds. The
+guards every event passes first (``COMMON_GUARDS`` of the table: who may act,
+a history that moves forward) are here too, as are those of the opening
+event (one contract per candidate, no duplicate presentation). The README's
+rules table lists the same names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func
 from sqlmodel import Session, col, select
 
-from states.clock import paris_day, whole_months
-from states.errors import RuleViolation
-from states.lifecycle import ACTIVE_CONTRACT, Event
+from states.clock import paris_day, show, utc, whole_months
+from states.errors import BadInput, NotAllowed, RuleViolation
+from states.lifecycle import ACTIVE_CONTRACT, PRE_CONTRACT, Event
 from states.models import Candidate, Case, Structure, TrainingOrg
 from states.policy import Policy
 
@@ -35,7 +41,8 @@ class Context:
     data: dict[str, Any]
     policy: Policy
     flow_run_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: Fires an event on another case in the same transaction (as ``system``): the service sets it.
+    cascade: Callable[[Case, str, datetime, dict[str, Any]], None] | None = None
 
     def day(self, key: str = "date") -> date:
         """Return the date given in the data, or the Paris day of the event."""
@@ -70,62 +77,134 @@ def active_contract_of_candidate(session: Session, candidate_id: int, exclude: i
     return session.exec(_OF_CANDIDATE_EXCLUDING_FIRST, params=params).first()
 
 
+_ACTOR = re.compile(r"^(admin|system|structure:\d+|candidate:\d+|prefet:(\d[0-9AB]|\d{3}))$")
+
+
+def parse_actor(text: str) -> str:
+    """Validate an actor: admin, system, structure:<id>, candidate:<id> or prefet:<département>."""
+    if not _ACTOR.match(text or ""):
+        raise BadInput(
+            f"unknown actor '{text}': use admin, system, structure:<id>, candidate:<id> or prefet:<département>"
+        )
+    return text
+
+
+# ---------------------------------------------------------------- every event
+
+
+def actor_may_fire(ctx: Context) -> None:
+    """Who acts: the actor's kind is in the event's ``who``, and a structure, candidate or préfet acts on its own."""
+    actor, ev, case = ctx.actor, ctx.event, ctx.case
+    kind, _, ref = actor.partition(":")
+    if kind not in ev.who:
+        raise NotAllowed(
+            f"{actor} may not fire '{ev.name}' (rule: actor_may_fire): only {', '.join(ev.who)} may",
+            rule="actor_may_fire",
+        )
+    owner = {
+        "structure": str(case.structure_id),
+        "candidate": str(case.candidate_id),
+        "prefet": ctx.structure.departement,
+    }.get(kind)
+    if owner is not None and ref != owner:
+        whose = f"département {owner}" if kind == "prefet" else f"{kind}:{owner}"
+        raise NotAllowed(
+            f"{actor} acts only on its own cases (rule: actor_may_fire): case {case.id} belongs to {whose}",
+            rule="actor_may_fire",
+        )
+
+
+def history_moves_forward(ctx: Context) -> None:
+    """An event is not dated before the last one of the case's history."""
+    if ctx.at < utc(ctx.case.last_at):
+        raise RuleViolation(
+            f"case {ctx.case.id}'s history ends at {show(ctx.case.last_at)}; an event at {show(ctx.at)} would go "
+            "back in time (rule: history_moves_forward): give an instant on or after it",
+            rule="history_moves_forward",
+        )
+
+
+# ---------------------------------------------------------------- presenting a candidate
+
+_OPEN_HERE = select(Case.id).where(
+    col(Case.candidate_id) == bindparam("candidate_id"),
+    col(Case.structure_id) == bindparam("structure_id"),
+    col(Case.state).in_([s.value for s in PRE_CONTRACT]),
+)
+
+
+def not_presented_twice(ctx: Context) -> None:
+    """A candidate has at most one open case with a structure."""
+    params = {"candidate_id": ctx.candidate.id, "structure_id": ctx.structure.id}
+    open_here = ctx.session.exec(_OPEN_HERE, params=params).first()
+    if open_here is not None:
+        raise RuleViolation(
+            f"candidate {ctx.candidate.id} is already presented to structure {ctx.structure.id} in case {open_here} "
+            "(rule: not_presented_twice): follow that case",
+            rule="not_presented_twice",
+        )
+
+
+# ---------------------------------------------------------------- the table's guards
+
+
 def known_training_org(ctx: Context) -> None:
     if ctx.session.get(TrainingOrg, ctx.data["org"]) is None:
         raise RuleViolation(
-            f"training organisation {ctx.data['org']} does not exist (rule: approved training organisation): "
+            f"training organisation {ctx.data['org']} does not exist (rule: known_training_org): "
             "pick an id from the approved list or add it with `conum training-org add`",
-            rule="training_org",
+            rule="known_training_org",
         )
 
 
-def valid_contract(ctx: Context) -> None:
-    kind, start, end = ctx.data["type"], date.fromisoformat(ctx.data["start"]), ctx.data.get("end")
-    types = ctx.policy.contract_types
+def contract_type_allowed(ctx: Context) -> None:
+    kind, types = ctx.data["type"], ctx.policy.contract_types
     if kind not in types:
         raise RuleViolation(
-            f"contract type '{kind}' is not allowed (rule: contract types): use one of {', '.join(types)}",
-            rule="contract_type",
+            f"contract type '{kind}' is not allowed (rule: contract_type_allowed): use one of {', '.join(types)}",
+            rule="contract_type_allowed",
         )
+
+
+def contract_dates_valid(ctx: Context) -> None:
+    """A CDI has no end; any other contract ends after its start, at least one whole month later."""
+    kind, start, end = ctx.data["type"], date.fromisoformat(ctx.data["start"]), ctx.data.get("end")
+    rule = "contract_dates_valid"
     if kind == "CDI":
         if end:
             raise RuleViolation(
-                "a CDI has no end date (rule: contract dates): drop 'end' or choose a fixed-term type",
-                rule="contract_dates",
+                f"a CDI has no end date (rule: {rule}): drop 'end' or choose a fixed-term type", rule=rule
             )
         return
     if not end:
-        raise RuleViolation(
-            f"a {kind} needs an end date (rule: contract dates): add --set end=YYYY-MM-DD", rule="contract_dates"
-        )
+        raise RuleViolation(f"a {kind} needs an end date (rule: {rule}): add --set end=YYYY-MM-DD", rule=rule)
     if date.fromisoformat(end) > start and whole_months(start, date.fromisoformat(end)) < 1:
         raise RuleViolation(
-            f"a contract from {start} to {end} lasts less than one whole month (rule: contract dates): "
+            f"a contract from {start} to {end} lasts less than one whole month (rule: {rule}): "
             "the subsidy is paid by whole months; give a longer contract",
-            rule="contract_dates",
+            rule=rule,
         )
     if date.fromisoformat(end) <= start:
         raise RuleViolation(
-            f"the contract ends on {end}, not after its start {start} (rule: contract dates): "
-            "give an end after the start",
-            rule="contract_dates",
+            f"the contract ends on {end}, not after its start {start} (rule: {rule}): give an end after the start",
+            rule=rule,
         )
 
 
 def salary_at_least_smic(ctx: Context) -> None:
     start = date.fromisoformat(ctx.data["start"])
     rate = ctx.policy.smic_on(start)
+    rule = "salary_at_least_smic"
     if rate is None:
         raise RuleViolation(
-            f"no SMIC is known on {start} (rule: SMIC floor): add the rate in force to the policy file",
-            rule="smic",
+            f"no SMIC is known on {start} (rule: {rule}): add the rate in force to the policy file", rule=rule
         )
     salary = ctx.data["salary_cents"]
     if salary < rate.monthly_cents:
         raise RuleViolation(
             f"salary {salary / 100:.2f} € is below the SMIC of {rate.monthly_cents / 100:.2f} € in force on {start} "
-            f"(since {rate.since}) (rule: SMIC floor): offer at least the SMIC",
-            rule="smic",
+            f"(since {rate.since}) (rule: {rule}): offer at least the SMIC",
+            rule=rule,
         )
 
 
@@ -146,72 +225,99 @@ def lock(session: Session, model: type[Structure] | type[Candidate], row_id: int
 
 
 def within_quota(ctx: Context) -> None:
+    """A structure never has more active contracts than posts attributed."""
     lock(ctx.session, Structure, ctx.structure.id or 0)
     active = active_contracts_of_structure(ctx.session, ctx.structure.id or 0, exclude=ctx.case.id)
     if active >= ctx.structure.posts:
         raise RuleViolation(
             f"structure {ctx.structure.id} already has {active} active contract(s) for {ctx.structure.posts} post(s) "
-            "(rule: quota): end a contract or ask for more posts before signing",
-            rule="quota",
+            "(rule: within_quota): end a contract or ask for more posts before signing",
+            rule="within_quota",
         )
 
 
 def candidate_free(ctx: Context) -> None:
+    """A candidate holds at most one active contract: to be presented, and to sign."""
     lock(ctx.session, Candidate, ctx.candidate.id or 0)
     other = active_contract_of_candidate(ctx.session, ctx.candidate.id or 0, exclude=ctx.case.id)
-    if other is not None:
+    if other is None:
+        return
+    if ctx.case.id is None:  # presenting
         raise RuleViolation(
-            f"candidate {ctx.candidate.id} already holds an active contract in case {other.id} "
-            "(rule: one contract per candidate): that contract must end first",
-            rule="candidate_contract",
+            f"candidate {ctx.candidate.id} holds an active contract in case {other.id} (rule: candidate_free): "
+            "present another candidate",
+            rule="candidate_free",
         )
+    raise RuleViolation(
+        f"candidate {ctx.candidate.id} already holds an active contract in case {other.id} "
+        "(rule: candidate_free): that contract must end first",
+        rule="candidate_free",
+    )
 
 
-def date_not_before_contract(ctx: Context) -> None:
-    day = ctx.day()
+def training_dates_valid(ctx: Context) -> None:
+    """Training starts on or after the contract start, ends on or after its own start, and neither is ahead."""
+    day, rule = ctx.day(), "training_dates_valid"
     if day > paris_day(ctx.at):
         raise RuleViolation(
-            f"date {day} is after the action's own day {paris_day(ctx.at)} (rule: dates): record it once it happened",
-            rule="dates",
+            f"date {day} is after the action's own day {paris_day(ctx.at)} (rule: {rule}): record it once it happened",
+            rule=rule,
         )
     floor, what = ctx.case.contract_start, "the contract start"
     if ctx.event.name == "complete_training" and ctx.case.training_start:
         floor, what = ctx.case.training_start, "the training start"
     if floor and day < floor:
         raise RuleViolation(
-            f"date {day} is before {what} {floor} (rule: training after the contract): give a date on or after it",
-            rule="dates",
+            f"date {day} is before {what} {floor} (rule: {rule}): give a date on or after it", rule=rule
         )
 
 
-def valid_rupture(ctx: Context) -> None:
+def rupture_reason_allowed(ctx: Context) -> None:
     reason, reasons = ctx.data["reason"], ctx.policy.rupture_reasons
     if reason not in reasons:
         raise RuleViolation(
-            f"rupture reason '{reason}' is not allowed (rule: rupture reasons): use one of {', '.join(reasons)}",
-            rule="rupture_reason",
+            f"rupture reason '{reason}' is not allowed (rule: rupture_reason_allowed): use one of {', '.join(reasons)}",
+            rule="rupture_reason_allowed",
         )
+
+
+def rupture_within_contract(ctx: Context) -> None:
     day, start, end = ctx.day(), ctx.case.contract_start, ctx.case.contract_end
+    rule = "rupture_within_contract"
     if start is None or day < start or (end is not None and day > end):
         raise RuleViolation(
-            f"rupture date {day} is outside the contract ({start} to {end or 'open-ended'}) (rule: rupture date): "
+            f"rupture date {day} is outside the contract ({start} to {end or 'open-ended'}) (rule: {rule}): "
             "give a date within the contract",
-            rule="rupture_date",
+            rule=rule,
         )
     if day > paris_day(ctx.at):
         raise RuleViolation(
-            f"rupture date {day} is after the action's own day {paris_day(ctx.at)} (rule: rupture date): "
+            f"rupture date {day} is after the action's own day {paris_day(ctx.at)} (rule: {rule}): "
             "record the rupture once it happened",
-            rule="rupture_date",
+            rule=rule,
         )
 
 
 GUARDS: dict[str, Callable[[Context], None]] = {
-    "known_training_org": known_training_org,
-    "valid_contract": valid_contract,
-    "salary_at_least_smic": salary_at_least_smic,
-    "within_quota": within_quota,
-    "candidate_free": candidate_free,
-    "date_not_before_contract": date_not_before_contract,
-    "valid_rupture": valid_rupture,
+    guard.__name__: guard
+    for guard in (
+        actor_may_fire,
+        history_moves_forward,
+        not_presented_twice,
+        known_training_org,
+        contract_type_allowed,
+        contract_dates_valid,
+        salary_at_least_smic,
+        within_quota,
+        candidate_free,
+        training_dates_valid,
+        rupture_reason_allowed,
+        rupture_within_contract,
+    )
 }
+
+
+def check(ctx: Context, names: Iterable[str]) -> None:
+    """Run the guards ``names`` in order; the first that fails raises its refusal."""
+    for name in names:
+        GUARDS[name](ctx)

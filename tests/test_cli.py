@@ -545,15 +545,34 @@ def test_list_filters_by_state_and_departement(programme: World) -> None:
 def test_events_lists_the_table_and_the_events_allowed_from_a_state(cli: Conum) -> None:
     table = cli.ok("events")
     assert set(table) == {"events"}
-    assert all(set(r) == {"event", "from", "to", "who"} for r in table["events"])
-    assert {"event": "select", "from": "candidate_presented", "to": "selected", "who": ["structure", "admin"]} in table[
-        "events"
-    ]
+    assert all(set(r) == {"event", "from", "to", "who", "guards", "fields"} for r in table["events"])
+    [select] = [r for r in table["events"] if r["event"] == "select"]
+    assert (select["from"], select["to"], select["who"], select["fields"]) == (
+        "candidate_presented",
+        "selected",
+        ["structure", "admin"],
+        [],
+    )
     selected = cli.ok("events", "selected")["events"]
     assert selected and all(r["from"] == "selected" for r in selected)
     assert {r["event"] for r in selected} >= {"decline", "withdraw", "contact_training_org", "cancel", "time_out"}
     assert "select" not in {r["event"] for r in selected}
     assert cli.ok("events", "tranches_paid") == {"events": []}
+
+
+def test_events_lists_each_events_fields_with_their_types(cli: Conum) -> None:
+    rows = {r["event"]: r for r in cli.ok("events", "training_org_contacted")["events"]}
+    fields = {f["name"]: f for f in rows["sign_contract"]["fields"]}
+    assert {k: (f["type"], f["required"]) for k, f in fields.items()} == {
+        "type": ("string", True),
+        "start": ("date", True),
+        "salary": ("amount", True),
+        "end": ("date", False),
+    }
+    assert fields["type"]["choices"] == ["CDI", "CDD", "PEC", "contrat_de_projet"]
+    assert fields["salary"]["title"] == "Salaire brut mensuel (€)"
+    assert "salary_at_least_smic" in rows["sign_contract"]["guards"]
+    assert [(f["name"], f["required"]) for f in rows["withdraw"]["fields"]] == [("reason", False)]
 
 
 def test_every_command_has_a_human_output(programme: World) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from states import batch, dashboard
 from states.clock import parse_instant
 from states.db import read_session
-from states.lifecycle import mermaid
+from states.machine import mermaid
 
 
 def _in_post(world: Any, structure: int, start: str = "2026-04-01", end: str = "2028-03-31") -> int:

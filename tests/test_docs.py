@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from states.lifecycle import mermaid
+from states.machine import mermaid
 from states.policy import load_policy
 
 ROOT = Path(__file__).resolve().parent.parent

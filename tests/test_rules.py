@@ -65,7 +65,9 @@ def test_salary_at_least_smic_in_force_on_contract_start(world: Any, start: str,
         assert view["state"] == "contract_signed"
         assert view["contract"]["salary_cents"] == int(salary.replace(".", ""))
     else:
-        message = refused(world, RuleViolation, "smic", sign, world, case, at=at, start=start, end=end, salary=salary)
+        message = refused(
+            world, RuleViolation, "salary_at_least_smic", sign, world, case, at=at, start=start, end=end, salary=salary
+        )
         floor = "1801.80" if start >= "2024-11-01" else "1766.92"
         assert f"{floor} €" in message
         assert "at least the SMIC" in message
@@ -85,27 +87,27 @@ def test_programme_contract_types_are_accepted(world: Any, kind: str) -> None:
 @pytest.mark.parametrize("kind", ["interim", "CDDI", "cdd", "stage", "contrat d'apprentissage"])
 def test_other_contract_types_are_refused(world: Any, kind: str) -> None:
     case = contacted(world)
-    message = refused(world, RuleViolation, "contract_type", sign, world, case, type=kind)
+    message = refused(world, RuleViolation, "contract_type_allowed", sign, world, case, type=kind)
     assert "CDI, CDD, PEC, contrat_de_projet" in message
 
 
 @pytest.mark.parametrize("kind", ["CDD", "PEC", "contrat_de_projet"])
 def test_fixed_term_contract_needs_an_end_date(world: Any, kind: str) -> None:
     case = contacted(world)
-    message = refused(world, RuleViolation, "contract_dates", sign, world, case, type=kind, end=None)
+    message = refused(world, RuleViolation, "contract_dates_valid", sign, world, case, type=kind, end=None)
     assert "add --set end=" in message
 
 
 def test_cdi_has_no_end_date(world: Any) -> None:
     case = contacted(world)
-    message = refused(world, RuleViolation, "contract_dates", sign, world, case, type="CDI", end="2028-11-01")
+    message = refused(world, RuleViolation, "contract_dates_valid", sign, world, case, type="CDI", end="2028-11-01")
     assert "drop 'end'" in message
 
 
 @pytest.mark.parametrize("end", ["2026-11-02", "2026-11-01", "2025-01-01"])
 def test_contract_end_must_be_after_its_start(world: Any, end: str) -> None:
     case = contacted(world)
-    message = refused(world, RuleViolation, "contract_dates", sign, world, case, start="2026-11-02", end=end)
+    message = refused(world, RuleViolation, "contract_dates_valid", sign, world, case, start="2026-11-02", end=end)
     assert "give an end after the start" in message
 
 
@@ -131,7 +133,7 @@ def test_active_contracts_never_exceed_the_posts(world: Any) -> None:
     first, second, third = (contacted(world, structure=s) for _ in range(3))
     sign(world, first)
     sign(world, second)
-    message = refused(world, RuleViolation, "quota", sign, world, third)
+    message = refused(world, RuleViolation, "within_quota", sign, world, third)
     assert "2 active contract(s) for 2 post(s)" in message
     assert get_case(world.engine, third)["state"] == "training_org_contacted"
 
@@ -147,7 +149,7 @@ def test_ended_contract_frees_its_post(world: Any, ending: str, data: dict[str, 
     s = world.structure(posts=1)
     holder, waiting = contacted(world, structure=s), contacted(world, structure=s)
     sign(world, holder)
-    refused(world, RuleViolation, "quota", sign, world, waiting, at="2026-11-20T10:00")
+    refused(world, RuleViolation, "within_quota", sign, world, waiting, at="2026-11-20T10:00")
     world.fire(holder, ending, "2026-11-20T10:00", **data)
     assert sign(world, waiting, at="2026-11-20T11:00")["state"] == "contract_signed"
 
@@ -182,7 +184,7 @@ def test_candidate_under_contract_cannot_be_presented(world: Any) -> None:
     k = world.candidate()
     sign(world, contacted(world, candidate=k))
     s = world.structure()
-    with_contract = refused(world, RuleViolation, "candidate_contract", world.present, s, k, at="2026-10-05T10:00")
+    with_contract = refused(world, RuleViolation, "candidate_free", world.present, s, k, at="2026-10-05T10:00")
     assert "present another candidate" in with_contract
 
 
@@ -198,7 +200,7 @@ def test_candidate_returns_to_the_pool_after_a_rupture(world: Any) -> None:
 def test_candidate_is_presented_once_per_structure(world: Any) -> None:
     s, k = world.structure(), world.candidate()
     world.present(s, k)
-    message = refused(world, RuleViolation, "duplicate", world.present, s, k, at="2026-03-01T11:00")
+    message = refused(world, RuleViolation, "not_presented_twice", world.present, s, k, at="2026-03-01T11:00")
     assert "follow that case" in message
 
 
@@ -225,7 +227,7 @@ def test_rupture_with_another_reason_is_refused(world: Any, under_contract: int,
     message = refused(
         world,
         RuleViolation,
-        "rupture_reason",
+        "rupture_reason_allowed",
         world.fire,
         under_contract,
         "break_contract",
@@ -258,7 +260,7 @@ def test_rupture_date_outside_the_contract_is_refused(
     message = refused(
         world,
         RuleViolation,
-        "rupture_date",
+        "rupture_within_contract",
         world.fire,
         under_contract,
         "break_contract",
@@ -276,7 +278,7 @@ def test_training_cannot_start_before_the_contract(world: Any, under_contract: i
     message = refused(
         world,
         RuleViolation,
-        "dates",
+        "training_dates_valid",
         world.fire,
         under_contract,
         "start_training",
@@ -293,7 +295,7 @@ def test_training_cannot_complete_before_it_started(world: Any, under_contract: 
     message = refused(
         world,
         RuleViolation,
-        "dates",
+        "training_dates_valid",
         world.fire,
         under_contract,
         "complete_training",
@@ -307,7 +309,7 @@ def test_training_date_cannot_be_in_the_future(world: Any, under_contract: int) 
     message = refused(
         world,
         RuleViolation,
-        "dates",
+        "training_dates_valid",
         world.fire,
         under_contract,
         "start_training",
@@ -387,7 +389,14 @@ def test_contact_needs_an_approved_training_org(world: Any) -> None:
     case = world.present(world.structure(), world.candidate())
     world.fire(case, "select", "2026-03-02T10:00")
     message = refused(
-        world, RuleViolation, "training_org", world.fire, case, "contact_training_org", "2026-03-03T10:00", org="99"
+        world,
+        RuleViolation,
+        "known_training_org",
+        world.fire,
+        case,
+        "contact_training_org",
+        "2026-03-03T10:00",
+        org="99",
     )
     assert "conum training-org add" in message
 

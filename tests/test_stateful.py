@@ -25,7 +25,8 @@ from states import batch, registry, service
 from states.clock import paris_day, parse_instant, start_of_day, utc
 from states.db import get_engine, read_session, write_session
 from states.errors import ConumError, IllegalEvent
-from states.lifecycle import ACTIVE_CONTRACT, BY_NAME, EVENTS, TERMINAL, State, allowed_events, is_legal
+from states.lifecycle import ACTIVE_CONTRACT, BY_NAME, EVENTS, TERMINAL, State, allowed_events
+from states.machine import is_legal
 from states.models import Case, History, Structure, Tranche
 from states.policy import Policy
 

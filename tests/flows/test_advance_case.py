@@ -15,11 +15,10 @@ from prefect.utilities.callables import parameter_schema
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from flows.advance import EventData, advance_case
+from flows.advance import EventData, _to_data, advance_case
 from states.clock import parse_instant
 from states.db import read_session
 from states.errors import RuleViolation
-from states.lifecycle import OPERATOR_EVENTS
 from states.models import Case, History, Outbox, Tranche
 
 
@@ -47,15 +46,25 @@ def _snapshot(conum_env: Any, case_id: int) -> dict[str, Any]:
         }
 
 
-def test_the_event_parameter_offers_exactly_the_operator_events_of_the_table() -> None:
+def test_the_event_parameter_offers_no_payment_reminder_or_escalation() -> None:
     schema = parameter_schema(advance_case).model_dump()
-    assert schema["definitions"]["CaseEvent"]["enum"] == list(OPERATOR_EVENTS)
+    offered = set(schema["definitions"]["CaseEvent"]["enum"])
+    assert offered.isdisjoint({"remind", "escalate", "pay_tranche", "pay_final_tranche"})
+    assert offered >= {"select", "decline", "withdraw", "contact_training_org", "sign_contract", "cancel"}
     assert schema["required"] == ["case_id", "event"]
+
+
+def test_the_data_form_has_french_titles_and_a_drop_down_of_contract_types() -> None:
+    schema = parameter_schema(advance_case).model_dump()
+    fields = schema["definitions"]["EventData"]["properties"]
+    assert fields["salary"]["title"] == "Salaire brut mensuel (€)"
+    assert fields["start"]["anyOf"][0]["format"] == "date"
+    assert fields["type"]["anyOf"][0]["enum"] == ["CDI", "CDD", "PEC", "contrat_de_projet"]
 
 
 def test_event_data_becomes_the_dict_the_service_takes() -> None:
     data = EventData.model_validate({"type": "CDD", "start": "2026-04-01", "salary": "1900.00", "reason": None})
-    assert data.to_data() == {"type": "CDD", "start": data.start, "salary": "1900.00"}
+    assert _to_data(data) == {"type": "CDD", "start": data.start, "salary": "1900.00"}
     with pytest.raises(ValueError, match="type"):
         EventData.model_validate({"type": "stage"})
 
@@ -132,7 +141,10 @@ def test_a_refused_action_fails_its_run_once_with_the_rule_in_the_logs_and_chang
         run = client.read_flow_run(state.state_details.flow_run_id)
         logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
     assert run.run_count == 1  # a refusal is never retried
-    assert any("refused (rule: smic)" in log.message and "offer at least the SMIC" in log.message for log in logs)
+    assert any(
+        "refused (rule: salary_at_least_smic)" in log.message and "offer at least the SMIC" in log.message
+        for log in logs
+    )
 
 
 def test_an_illegal_event_names_the_events_allowed_and_changes_nothing(world: Any, conum_env: Any) -> None:

@@ -11,8 +11,8 @@ from sqlmodel import select
 from flows.payments import pay_tranches
 from states.clock import parse_instant
 from states.db import read_session
-from states.delivery import payment_order_name
 from states.models import Tranche
+from states.outbox import payment_order_name
 
 
 def _in_post(world: Any, structure: int) -> int:

@@ -3,7 +3,7 @@
 In production the delivery deployment runs in its own process, every few
 minutes, while people and the other deployments change cases. The
 simulation does the same: ``BackgroundDelivery`` starts one delivery process
-(``python -m states.deliverer``) and, at the end of each simulated day that
+(``python -m states.outbox.process``) and, at the end of each simulated day that
 wrote to the outbox, asks it to deliver what is due at that day's delivery
 hour. The day loop goes on with the next day while the mail of the last one
 is rendered and written, on the machine's other core.
@@ -76,7 +76,7 @@ class BackgroundDelivery:
     def __init__(self, engine: Engine, settings: Settings) -> None:
         url = engine.url.render_as_string(hide_password=False)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "states.deliverer"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-m", "states.outbox.process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         self.totals: dict[str, int] | None = None
         # the first line: what to deliver with (on the pipe, not the command line: it may hold a password)
@@ -137,7 +137,7 @@ class BackgroundDelivery:
 def _serve(engine: Engine, settings: Settings, requests: IO[str], answers: IO[str]) -> None:
     """The delivery process: the reader claims and records while the day loop waits, the worker renders."""
     from states.db import snapshot
-    from states.delivery import DeliveryReport, attempt, claim, prepare, record
+    from states.outbox import DeliveryReport, attempt, claim, prepare, record
 
     work: queue.Queue[tuple[datetime, list[Any], Connection] | None] = queue.Queue(maxsize=BACKLOG)
     finished: list[tuple[datetime, Any, Any]] = []  # (at, job, sent or None), to record

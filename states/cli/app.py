@@ -1,0 +1,155 @@
+"""The ``conum`` application: its options, and how every command refuses, reads the database and prints.
+
+Every subcommand takes ``--db URL``, ``--json`` and ``--at DATETIME``;
+commands that change something take ``--actor``. A refused command prints one
+message on stderr naming the rule and what to do, prints nothing on stdout,
+exits non-zero (1: a rule or permission refused, 2: bad input, 3: a
+concurrent change, 4: not found) and leaves the database untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from contextlib import closing
+from datetime import datetime
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from states import errors
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    help="Conum: recruitments of conseillers numériques as durable state machines.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+structure_app = typer.Typer(help="Host structures.", no_args_is_help=True)
+candidate_app = typer.Typer(help="Candidates of the national pool.", no_args_is_help=True)
+org_app = typer.Typer(help="Approved training organisations.", no_args_is_help=True)
+app.add_typer(structure_app, name="structure")
+app.add_typer(candidate_app, name="candidate")
+app.add_typer(org_app, name="training-org")
+
+Db = Annotated[
+    str | None, typer.Option("--db", help="SQLAlchemy URL (default: CONUM_DATABASE_URL or sqlite:///./conum.db).")
+]
+Json = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
+At = Annotated[
+    str | None, typer.Option("--at", help="Instant of the action or read (ISO 8601; Europe/Paris if no offset).")
+]
+Actor = Annotated[
+    str, typer.Option("--actor", help="admin, system, structure:<id>, candidate:<id> or prefet:<département>.")
+]
+
+EXIT = {errors.BadInput: 2, errors.Conflict: 3, errors.NotFound: 4}
+# piped output is not cut to 80 columns: states and instants stay whole
+out = Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def fail(message: str, code: int) -> None:
+    Console(stderr=True).print(f"[bold red]refused:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def guarded(fn: F) -> F:
+    """Turn every refusal into one message on stderr and a non-zero exit, with nothing on stdout."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except errors.ConumError as exc:
+            fail(str(exc), EXIT.get(type(exc), 1))
+        except OverflowError:
+            fail("a number or a date is out of range: give an id, amount or instant of a sensible size", 2)
+        except Exception as exc:  # the database itself refused: say so, nothing was committed
+            from sqlalchemy.exc import SQLAlchemyError
+
+            if isinstance(exc, SQLAlchemyError):
+                fail(
+                    f"database error: {getattr(exc, 'orig', exc)}; nothing was changed. Check --db and run "
+                    "`conum init`",
+                    1,
+                )
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit(obj: dict[str, Any], as_json: bool, human: Callable[[], None] | None = None) -> None:
+    if as_json or human is None:
+        sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    else:
+        human()
+
+
+def url(db: str | None) -> str:
+    from states.config import settings
+
+    return db or settings().database_url
+
+
+def check_sqlite_file(path: Path) -> None:
+    """Refuse a missing or schema-less SQLite file without writing to it (read-only look)."""
+    import sqlite3
+
+    if not path.is_file():
+        raise errors.NotFound(f"no database at {path}: run `conum init` first")
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'recruitment_case'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise errors.BadInput(
+            f"{path} is not a Conum database ({exc}): give the right --db or run `conum init`"
+        ) from None
+    if not found:
+        raise errors.NotFound(f"the database at {path} has no Conum schema: run `conum init` first")
+
+
+def engine(db: str | None, *, create: bool = False) -> Any:
+    """Return the engine of ``--db``; refuse a database without the schema unless ``create``."""
+    from sqlalchemy.engine import make_url
+
+    from states.db import get_engine, has_schema
+
+    address = url(db)
+    try:
+        parsed = make_url(address)
+    except Exception:
+        raise errors.BadInput(
+            f"'{address}' is not a database URL: use e.g. sqlite:///./conum.db or postgresql+psycopg://user@host:5432/db"
+        ) from None
+    if not create and parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        check_sqlite_file(Path(parsed.database))
+    found = get_engine(address)
+    if not create and not has_schema(found):
+        raise errors.NotFound(
+            f"the database at {parsed.render_as_string(hide_password=True)} has no Conum schema: run `conum init` first"
+        )
+    return found
+
+
+def instant(at: str | None) -> datetime:
+    from states.clock import now, parse_instant
+
+    return parse_instant(at) if at else now()
+
+
+def policy() -> Any:
+    from states.config import policy
+
+    return policy()
+
+
+def write(db: str | None) -> Any:
+    from states.db import write_session
+
+    return write_session(engine(db))

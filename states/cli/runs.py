@@ -1,0 +1,77 @@
+"""Commands of the runs the schedules make (sweep, payments, anonymisation) and the scripted walk."""
+
+from __future__ import annotations
+
+from states import errors
+from states.cli.app import (
+    Actor,
+    At,
+    Db,
+    Json,
+    app,
+    emit,
+    engine,
+    guarded,
+    instant,
+    out,
+    policy,
+    url,
+)
+
+
+@app.command()
+@guarded
+def sweep(db: Db = None, as_json: Json = False, at: At = None, actor: Actor = "system") -> None:
+    """Send every reminder, escalation and time-out due."""
+    from states import batch
+
+    if actor != "system":
+        raise errors.NotAllowed(f"{actor} may not run the sweep (rule: who acts): it acts as system")
+    report = batch.sweep(engine(db), instant(at), policy())
+    counts = report.counts()
+    emit(
+        counts,
+        as_json,
+        lambda: out.print(
+            f"{counts['reminded']} reminded, {counts['escalated']} escalated, {counts['timed_out']} timed out"
+        ),
+    )
+
+
+@app.command()
+@guarded
+def pay(db: Db = None, as_json: Json = False, at: At = None, actor: Actor = "system") -> None:
+    """Pay every tranche due."""
+    from states import batch
+
+    if actor != "system":
+        raise errors.NotAllowed(f"{actor} may not pay tranches (rule: who acts): payments act as system")
+    report = batch.pay(engine(db), instant(at), policy())
+    result = {"paid": report.paid, "amount_cents": report.amount_cents}
+    emit(result, as_json, lambda: out.print(f"{report.paid} tranche(s) paid, {report.amount_cents / 100:,.2f} €"))
+
+
+@app.command()
+@guarded
+def anonymise(db: Db = None, as_json: Json = False, at: At = None, actor: Actor = "system") -> None:
+    """Anonymise the candidates not retained, once their retention period is over."""
+    from states.privacy import anonymise as run
+
+    if actor not in ("system", "admin"):
+        raise errors.NotAllowed(f"{actor} may not anonymise candidates (rule: who acts): only system or admin may")
+    count = run(engine(db), instant(at), policy())
+    emit({"anonymised": count}, as_json, lambda: out.print(f"{count} candidate(s) anonymised"))
+
+
+@app.command()
+@guarded
+def demo(db: Db = None, as_json: Json = False, at: At = None) -> None:
+    """Walk a few scripted cases through every path of the lifecycle and print their histories."""
+    from states.db import migrate
+    from states.demo import print_walk, walk
+
+    start = instant(at).isoformat() if at else "2026-01-05T09:00"
+    engine(db, create=True)
+    migrate(url(db))
+    views = walk(engine(db), policy(), start)
+    emit({"cases": views}, as_json, lambda: print_walk(views, out))
