@@ -14,9 +14,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from states.cli import app
-from states.cli.app import At, Json, emit, guarded, instant, out, policy
+from states.cli.app import At, Json, emit, guarded, instant, out, policy, run
 
 
 def _prefect_environment() -> None:
@@ -146,10 +147,10 @@ def simulate(
             table.add_row(row["label"], row["value"])
         out.print(table)
         for check in result["reconciliation"]["checks"]:
-            mark = "[green]OK[/]" if check["ok"] else f"[red]{len(check['violations'])} écart(s)[/]"
-            out.print(f"{mark}  {check['label']} ({check['checked']} vérifiés)")
+            mark = ("OK", "green") if check["ok"] else (f"{len(check['violations'])} écart(s)", "red")
+            out.print(Text.assemble(mark, f"  {check['label']} ({check['checked']} vérifiés)"))
             for violation in check["violations"][:20]:
-                out.print(f"    {violation}", highlight=False)
+                out.print(f"    {violation}")
         out.print(f"reconciliation: {'OK' if result['ok'] else 'VIOLATIONS'}")
         out.print(f"report: {result['report']}")
 
@@ -159,4 +160,4 @@ def simulate(
 
 
 def main() -> None:
-    app()
+    run()

@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
 from states import service
-from states.clock import paris_day, utc
+from states.clock import not_in_future, paris_day, utc
 from states.db import is_sqlite, write_session
 from states.deadlines import Step
 from states.errors import ConumError
@@ -138,7 +138,7 @@ def sweep(
     engine: Engine, at: datetime, policy: Policy, chunk: int = 500, progress: Progress | None = None
 ) -> SweepReport:
     """Send each reminder, escalation and time-out due on or before ``at``, exactly once."""
-    at = utc(at)
+    at = utc(not_in_future(at, "the sweep"))
     report = SweepReport()
 
     def work(session: Session, case: Case, rows: tuple[Structure, Candidate]) -> bool:
@@ -161,7 +161,7 @@ def sweep(
 
 def pay(engine: Engine, at: datetime, policy: Policy, chunk: int = 500, progress: Progress | None = None) -> PayReport:
     """Pay each tranche due on or before ``at`` of the cases in post, exactly once."""
-    at = utc(at)
+    at = utc(not_in_future(at, "the payment run"))
     today = paris_day(at)
     report = PayReport()
     tranches: dict[int, list[Tranche]] = {}

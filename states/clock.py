@@ -7,18 +7,50 @@ later, whatever daylight-saving change lies between.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
 
-from states.errors import BadInput
+from states.errors import BadInput, RuleViolation
 
 PARIS = ZoneInfo("Europe/Paris")
+#: How far ahead of the real clock an instant may be (clocks of two machines differ a little).
+SKEW = timedelta(minutes=5)
+_SIMULATED: ContextVar[bool] = ContextVar("conum_simulated_clock", default=False)
 
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def simulated() -> bool:
+    """Tell whether instants may lie in the future: ``CONUM_CLOCK=simulated`` (tests, replays) or a simulation."""
+    return _SIMULATED.get() or os.environ.get("CONUM_CLOCK", "").strip().lower() == "simulated"
+
+
+@contextmanager
+def simulated_clock() -> Iterator[None]:
+    """Let the code inside date its actions in the future: a simulation keeps its own clock."""
+    token = _SIMULATED.set(True)
+    try:
+        yield
+    finally:
+        _SIMULATED.reset(token)
+
+
+def not_in_future(at: datetime, what: str = "the action") -> datetime:
+    """Refuse an instant after the real clock (beyond ``SKEW``), unless the clock is simulated."""
+    if not simulated() and utc(at) > now() + SKEW:
+        raise RuleViolation(
+            f"{what} is dated {show(at)}, after now (rule: not_in_future): date it on or before the present",
+            rule="not_in_future",
+        )
+    return at
 
 
 def parse_instant(text: str) -> datetime:
@@ -35,8 +67,24 @@ def parse_instant(text: str) -> datetime:
     if not 1900 <= value.year <= 2200:
         raise BadInput(f"'{text}' is out of the range this programme can date (1900 to 2200): check the year")
     if value.tzinfo is None:
-        value = value.replace(tzinfo=PARIS)
+        value = _paris(value, text)
     return value.astimezone(UTC)
+
+
+def _paris(local: datetime, text: str) -> datetime:
+    """Read a wall-clock time in Paris; refuse one that does not exist or that happens twice (DST changes)."""
+    first, second = local.replace(tzinfo=PARIS, fold=0), local.replace(tzinfo=PARIS, fold=1)
+    if first.utcoffset() != second.utcoffset():
+        gap = first.astimezone(UTC).astimezone(PARIS).replace(tzinfo=None) != local
+        if gap:
+            raise BadInput(
+                f"'{text}' does not exist in Paris (the clocks jump forward that night): give an existing time"
+            )
+        raise BadInput(
+            f"'{text}' happens twice in Paris (the clocks go back that night): add the offset, "
+            f"{first.isoformat()} or {second.isoformat()}"
+        )
+    return first
 
 
 def parse_date(text: str, what: str) -> date:

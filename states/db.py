@@ -8,6 +8,7 @@ uses row locks (``FOR UPDATE``, ``SKIP LOCKED`` for the batch runs).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -91,11 +92,50 @@ def snapshot(engine: Engine) -> Connection:
     return conn
 
 
+@lru_cache(maxsize=1)
+def revisions() -> tuple[frozenset[str], str]:
+    """Return the schema revisions this version knows and the latest one (read from the revision files)."""
+    known: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        found = re.search(r'^revision = "(\w+)"', text, re.M)
+        parent = re.search(r'^down_revision = "(\w+)"', text, re.M)
+        if found:
+            known.add(found.group(1))
+        if parent:
+            parents.add(parent.group(1))
+    (head,) = known - parents
+    return frozenset(known), head
+
+
+def check_revision(engine: Engine, *, upgrading: bool = False) -> None:
+    """Refuse a database migrated by a newer conum, or (unless ``upgrading``) one older than this conum."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return
+        current = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    known, head = revisions()
+    if current is not None and current not in known:
+        raise ConumError(
+            f"the database is at schema revision {current}, which this version of conum does not know "
+            "(rule: schema): use the conum that migrated it, or restore a backup",
+            rule="schema",
+        )
+    if not upgrading and current != head:
+        raise ConumError(
+            f"the database schema (revision {current}) is older than this version of conum (rule: schema): "
+            "run `conum init` to upgrade it",
+            rule="schema",
+        )
+
+
 def migrate(url: str) -> None:
     """Create or upgrade the schema to the latest Alembic revision."""
     from alembic import command
     from alembic.config import Config
 
+    check_revision(get_engine(url), upgrading=True)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))

@@ -91,6 +91,13 @@ _PAY_TRANCHE = (
 )
 
 
+def _write_tranche(session: Session, tranche: Tranche, values: dict[str, Any]) -> None:
+    """Write a scheduled tranche's new values with Core (nothing left for the session to flush later)."""
+    session.execute(update(_TRANCHE_TABLE).where(_TRANCHE_TABLE.c.id == tranche.id).values(**values))
+    for key, value in values.items():
+        set_committed_value(tranche, key, value)
+
+
 def tranches_of(session: Session, case_id: int) -> list[Tranche]:
     """Return the tranches of a case, in order."""
     return list(session.exec(_TRANCHES, params={"case_id": case_id}))
@@ -165,8 +172,7 @@ def _on_complete_training(ctx: Context) -> None:
     ctx.case.in_post_on = day
     for t in tranches_of(ctx.session, ctx.case.id or 0):
         if t.number == 1 and t.status == "scheduled":
-            t.due_on = day
-            ctx.session.add(t)
+            _write_tranche(ctx.session, t, {"due_on": day})
 
 
 def _close_money(ctx: Context, ended: date) -> None:
@@ -178,8 +184,7 @@ def _close_money(ctx: Context, ended: date) -> None:
     paid = 0
     for t in tranches_of(ctx.session, case.id or 0):
         if t.status == "scheduled":
-            t.status = "cancelled"
-            ctx.session.add(t)
+            _write_tranche(ctx.session, t, {"status": "cancelled"})
         elif t.status == "paid":
             paid += t.amount_cents
     earned = money.earned(ctx.policy, case.subsidy_cents, case.funded_months or 0, case.contract_start, ended)

@@ -19,6 +19,7 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from typing import Annotated, Any, ClassVar, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
@@ -74,7 +75,12 @@ def _ref(value: Any, info: ValidationInfo) -> int:
         raise ValueError(f"{_where(info)} must be a training organisation id, got '{value}'") from None
 
 
+class _FreeText:
+    """Marks a field whose text a person types freely: personal data, kept apart from the history rows."""
+
+
 Text = Annotated[str, BeforeValidator(_text)]
+FreeText = Annotated[str, BeforeValidator(_text), _FreeText()]
 Day = Annotated[dt.date, BeforeValidator(_date)]
 Euros = Annotated[Decimal, BeforeValidator(_euros)]
 OrgId = Annotated[int, BeforeValidator(_ref)]
@@ -108,6 +114,11 @@ class EventData(BaseModel):
         return tuple(name for name, f in cls.model_fields.items() if f.is_required())
 
     @classmethod
+    def free_text_keys(cls) -> frozenset[str]:
+        """Return the fields a person types freely (reasons): stored as notes, never in a history row."""
+        return _free_text_keys(cls)
+
+    @classmethod
     def keys(cls) -> tuple[str, ...]:
         return tuple(cls.model_fields)
 
@@ -135,14 +146,23 @@ class EventData(BaseModel):
 _KIND: dict[Any, str] = {str: "string", dt.date: "date", Decimal: "amount", int: "integer"}
 
 
+@cache
+def _free_text_keys(model: type[EventData]) -> frozenset[str]:
+    def marked(f: Any) -> bool:
+        metadata = [*f.metadata, *(m for arg in get_args(f.annotation) for m in getattr(arg, "__metadata__", ()))]
+        return any(isinstance(m, _FreeText) for m in metadata)
+
+    return frozenset(name for name, f in model.model_fields.items() if marked(f))
+
+
 class DeclineData(EventData):
     title: ClassVar[str] = "Décliner la candidature"
-    reason: Text = Field(title="Motif", description="Pourquoi la structure ne retient pas ce candidat.")
+    reason: FreeText = Field(title="Motif", description="Pourquoi la structure ne retient pas ce candidat.")
 
 
 class WithdrawData(EventData):
     title: ClassVar[str] = "Retrait du candidat"
-    reason: Text | None = Field(None, title="Motif", description="Pourquoi le candidat se retire (facultatif).")
+    reason: FreeText | None = Field(None, title="Motif", description="Pourquoi le candidat se retire (facultatif).")
 
 
 class ContactData(EventData):
@@ -189,7 +209,7 @@ class RuptureData(EventData):
 
 class CancelData(EventData):
     title: ClassVar[str] = "Annuler le dossier"
-    reason: Text = Field(title="Motif", description="Pourquoi le dossier est annulé.")
+    reason: FreeText = Field(title="Motif", description="Pourquoi le dossier est annulé.")
 
 
 def normalise(event: str, model: type[EventData], raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -116,6 +116,7 @@ EVENTS: tuple[Event, ...] = (
         guards=(
             "contract_type_allowed",
             "contract_dates_valid",
+            "funded_within_convention",
             "salary_at_least_smic",
             "within_quota",
             "candidate_free",
@@ -151,7 +152,7 @@ EVENTS: tuple[Event, ...] = (
         label="Rompre le contrat",
     ),
     Event("cancel", OPEN, State.CANCELLED, ("prefet", "admin"), data=CancelData, label="Annuler le dossier"),
-    Event("time_out", (P, S, T), State.EXPIRED, ("system",), label="Délai dépassé"),
+    Event("time_out", (P, S, T), State.EXPIRED, ("system",), internal=True, label="Délai dépassé"),
     Event("remind", (P, S, T, C, TR), None, ("system",), internal=True, label="Relance"),
     Event("escalate", (P, S, T, C, TR), None, ("system",), internal=True, label="Escalade"),
     Event("pay_tranche", (IP,), None, ("system",), internal=True, label="Versement d'une tranche"),
@@ -174,11 +175,11 @@ OPENING = Event(
     (),
     State.CANDIDATE_PRESENTED,
     ("admin",),
-    guards=("candidate_free", "not_presented_twice"),
+    guards=("not_in_future", "candidate_not_anonymised", "candidate_free", "not_presented_twice"),
     label="Présenter un candidat",
 )
 #: Guards every event passes, before its own: who may act, and a history that only moves forward.
-COMMON_GUARDS: tuple[str, ...] = ("actor_may_fire", "history_moves_forward")
+COMMON_GUARDS: tuple[str, ...] = ("actor_may_fire", "not_in_future", "history_moves_forward")
 OPENING_EVENT = OPENING.name
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from transitions import Machine
 
+from states.audit import digest
 from states.lifecycle import BY_NAME, EVENTS, OPENING, OPENING_EVENT, TERMINAL, State, destination
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,13 @@ def build_machine() -> Machine:
 
 
 MACHINE = build_machine()
+#: The version of the table each new case records: a digest of its moves, permissions, guards and data fields.
+LIFECYCLE_VERSION = digest(
+    {
+        "moves": machine_spec(),
+        "events": [(e.name, list(e.who), e.internal, e.data.describe()) for e in (*EVENTS, OPENING)],
+    }
+)
 
 
 def trigger(model: Any, event: str) -> bool:

@@ -2,7 +2,9 @@
 
 A case's state can only change through the transition service; the version
 column makes a lost race raise instead of overwriting (optimistic locking).
-The history is append-only: the service only ever inserts into it.
+The history is append-only: the service only ever inserts into it, and the
+database refuses UPDATE and DELETE on it (triggers); each case's rows form a
+hash chain (``states.audit``).
 """
 
 from __future__ import annotations
@@ -79,6 +81,11 @@ class Case(SQLModel, table=True):
     funded_months: int | None = None
     subsidy_cents: int | None = None
     recovery_cents: int = 0
+    # the hash of the last history row (the end of the chain: a row removed at the end shows)
+    history_hash: str | None = None
+    # the versions of the lifecycle table and of the policy the case runs under (digests)
+    lifecycle_version: str | None = None
+    policy_version: str | None = None
 
 
 class History(SQLModel, table=True):
@@ -93,6 +100,25 @@ class History(SQLModel, table=True):
     at: datetime
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     flow_run_id: str | None = None
+    # the hash chain of the case's history (states.audit): the previous row's hash, and this row's
+    prev_hash: str | None = None
+    hash: str = ""
+
+
+class HistoryNote(SQLModel, table=True):
+    """Free text a person typed with an event (a reason): personal data, kept out of the history rows.
+
+    Privacy work may scrub ``text``; the history row and its hash chain stay as they were.
+    """
+
+    __tablename__ = "history_note"
+    __table_args__ = (UniqueConstraint("history_id", "key", name="uq_history_note_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    history_id: int = Field(foreign_key="history.id", index=True)
+    case_id: int = Field(foreign_key="recruitment_case.id", index=True)
+    key: str
+    text: str
 
 
 class Tranche(SQLModel, table=True):

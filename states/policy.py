@@ -114,6 +114,8 @@ class Policy(BaseModel):
     training_months: int = Field(4, gt=0)
     contract_types: list[str] = ["CDI", "CDD", "PEC", "contrat_de_projet"]
     rupture_reasons: list[str] = ["licenciement", "demission", "non_reconduction_cdd", "fin_de_subventionnement"]
+    # how far after its signature a contract may start (assumption: the post is filled within the year)
+    contract_start_horizon_months: int = Field(12, gt=0)
     # personal data of a non-retained candidate is anonymised this long after their last case ended
     retention_months: int = Field(3, gt=0)
     retention_consent_months: int = Field(24, gt=0)

@@ -20,7 +20,8 @@ from typing import Any
 from sqlalchemy import bindparam, func
 from sqlmodel import Session, col, select
 
-from states.clock import paris_day, show, utc, whole_months
+from states import clock, money
+from states.clock import add_months, paris_day, show, utc, whole_months
 from states.errors import BadInput, NotAllowed, RuleViolation
 from states.lifecycle import ACTIVE_CONTRACT, PRE_CONTRACT, Event
 from states.models import Candidate, Case, Structure, TrainingOrg
@@ -41,6 +42,8 @@ class Context:
     data: dict[str, Any]
     policy: Policy
     flow_run_id: str | None = None
+    #: True for the sweep, the payment run and what the service fires itself: the only ones acting as system.
+    internal: bool = False
     #: Fires an event on another case in the same transaction (as ``system``): the service sets it.
     cascade: Callable[[Case, str, datetime, dict[str, Any]], None] | None = None
 
@@ -96,6 +99,12 @@ def actor_may_fire(ctx: Context) -> None:
     """Who acts: the actor's kind is in the event's ``who``, and a structure, candidate or préfet acts on its own."""
     actor, ev, case = ctx.actor, ctx.event, ctx.case
     kind, _, ref = actor.partition(":")
+    if kind == "system" and not ctx.internal:
+        raise NotAllowed(
+            "no person may act as system (rule: actor_may_fire): system acts only through the sweep and the "
+            "payment run; act as admin, structure:<id>, candidate:<id> or prefet:<département>",
+            rule="actor_may_fire",
+        )
     if kind not in ev.who:
         raise NotAllowed(
             f"{actor} may not fire '{ev.name}' (rule: actor_may_fire): only {', '.join(ev.who)} may",
@@ -112,6 +121,11 @@ def actor_may_fire(ctx: Context) -> None:
             f"{actor} acts only on its own cases (rule: actor_may_fire): case {case.id} belongs to {whose}",
             rule="actor_may_fire",
         )
+
+
+def not_in_future(ctx: Context) -> None:
+    """An action is not dated after the real clock (``CONUM_CLOCK=simulated`` and a simulation lift this)."""
+    clock.not_in_future(ctx.at)
 
 
 def history_moves_forward(ctx: Context) -> None:
@@ -131,6 +145,16 @@ _OPEN_HERE = select(Case.id).where(
     col(Case.structure_id) == bindparam("structure_id"),
     col(Case.state).in_([s.value for s in PRE_CONTRACT]),
 )
+
+
+def candidate_not_anonymised(ctx: Context) -> None:
+    """An anonymised candidate has left the pool for good."""
+    if ctx.candidate.anonymised_at is not None:
+        raise RuleViolation(
+            f"candidate {ctx.candidate.id} was anonymised on {paris_day(ctx.candidate.anonymised_at)} "
+            "(rule: candidate_not_anonymised): they left the pool; add them again only with their new consent",
+            rule="candidate_not_anonymised",
+        )
 
 
 def not_presented_twice(ctx: Context) -> None:
@@ -170,6 +194,20 @@ def contract_dates_valid(ctx: Context) -> None:
     """A CDI has no end; any other contract ends after its start, at least one whole month later."""
     kind, start, end = ctx.data["type"], date.fromisoformat(ctx.data["start"]), ctx.data.get("end")
     rule = "contract_dates_valid"
+    selected = paris_day(ctx.case.selected_at) if ctx.case.selected_at else None
+    if selected is not None and start < selected:
+        raise RuleViolation(
+            f"the contract would start on {start}, before the candidate was selected on {selected} (rule: {rule}): "
+            "give the real start, on or after the selection",
+            rule=rule,
+        )
+    latest = add_months(paris_day(ctx.at), ctx.policy.contract_start_horizon_months)
+    if start > latest:
+        raise RuleViolation(
+            f"the contract would start on {start}, more than {ctx.policy.contract_start_horizon_months} months "
+            f"after its signature (rule: {rule}): sign it closer to its start, on or before {latest}",
+            rule=rule,
+        )
     if kind == "CDI":
         if end:
             raise RuleViolation(
@@ -188,6 +226,21 @@ def contract_dates_valid(ctx: Context) -> None:
         raise RuleViolation(
             f"the contract ends on {end}, not after its start {start} (rule: {rule}): give an end after the start",
             rule=rule,
+        )
+
+
+def funded_within_convention(ctx: Context) -> None:
+    """The funded period ends within the convention with the State, counted from the signature."""
+    start = date.fromisoformat(ctx.data["start"])
+    end = date.fromisoformat(ctx.data["end"]) if ctx.data.get("end") else None
+    funded = money.funded_months(ctx.policy, ctx.data["type"], start, end)
+    limit = add_months(paris_day(ctx.at), ctx.policy.subsidy.convention_months)
+    if add_months(start, funded) > limit:
+        raise RuleViolation(
+            f"{funded} funded months from {start} end after the convention of "
+            f"{ctx.policy.subsidy.convention_months} months signed on {paris_day(ctx.at)} "
+            "(rule: funded_within_convention): start the contract earlier",
+            rule="funded_within_convention",
         )
 
 
@@ -290,6 +343,13 @@ def rupture_within_contract(ctx: Context) -> None:
             "give a date within the contract",
             rule=rule,
         )
+    last = max((d for d in (ctx.case.training_start, ctx.case.in_post_on) if d is not None), default=None)
+    if last is not None and day < last:
+        raise RuleViolation(
+            f"rupture date {day} is before the last fact of the case, {last} (rule: {rule}): "
+            "give a date on or after it",
+            rule=rule,
+        )
     if day > paris_day(ctx.at):
         raise RuleViolation(
             f"rupture date {day} is after the action's own day {paris_day(ctx.at)} (rule: {rule}): "
@@ -302,11 +362,14 @@ GUARDS: dict[str, Callable[[Context], None]] = {
     guard.__name__: guard
     for guard in (
         actor_may_fire,
+        not_in_future,
         history_moves_forward,
+        candidate_not_anonymised,
         not_presented_twice,
         known_training_org,
         contract_type_allowed,
         contract_dates_valid,
+        funded_within_convention,
         salary_at_least_smic,
         within_quota,
         candidate_free,

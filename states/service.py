@@ -11,7 +11,7 @@ A concurrent change of the same case raises ``Conflict``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -20,46 +20,80 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
+from states import audit
 from states.clock import now, paris_day, show, utc
 from states.deadlines import Step, due_step, reschedule, start_clock, step_of
 from states.effects import EFFECTS, notify, tranches_of
 from states.errors import Conflict, IllegalEvent, NotAllowed, NotFound, RuleViolation
 from states.eventdata import normalise
-from states.lifecycle import BY_NAME, COMMON_GUARDS, DEADLINE_CLOCK, OPENING, TERMINAL, State, allowed_events
-from states.machine import trigger
-from states.models import Candidate, Case, History, Structure, Tranche
+from states.lifecycle import BY_NAME, COMMON_GUARDS, DEADLINE_CLOCK, OPENING, TERMINAL, Event, State, allowed_events
+from states.machine import LIFECYCLE_VERSION, trigger
+from states.models import Candidate, Case, History, HistoryNote, Structure, Tranche
 from states.policy import Policy
 from states.rules import GUARDS, Context, check, parse_actor
 
 __all__ = ["Step", "apply_due_step", "fire", "load_case", "parse_actor", "pay_case_tranches", "present"]
 
 _HISTORY_INSERT = insert(History.__table__)  # type: ignore[attr-defined]
+_NOTE_INSERT = insert(HistoryNote.__table__)  # type: ignore[attr-defined]
 
 
 def _history(
     session: Session,
-    case_id: int,
-    event: str,
+    case: Case,
+    event: Event,
     source: str | None,
     dest: str,
     actor: str,
     at: datetime,
     data: dict[str, Any],
     flow_run_id: str | None,
-) -> None:
-    session.execute(
-        _HISTORY_INSERT,
-        {
-            "case_id": case_id,
-            "event": event,
-            "from_state": source,
-            "to_state": dest,
-            "actor": actor,
-            "at": at,
-            "data": data,
-            "flow_run_id": flow_run_id,
-        },
+) -> Callable[[], None]:
+    """Chain the history row of a step to the case (``history_hash``); return what inserts it.
+
+    Free text a person typed (a reason) goes to ``history_note``, not into the row: it is personal data,
+    which privacy work scrubs without rewriting the history. Call the returned function once the case
+    row is written (an insert before would make the session write the case first).
+    """
+    free = event.data.free_text_keys()
+    kept = {k: v for k, v in data.items() if k not in free} if free else data
+    notes = {k: str(v) for k, v in data.items() if k in free} if free else {}
+    prev = case.history_hash
+    digest = audit.row_hash(
+        case_id=case.id or 0,
+        event=event.name,
+        from_state=source,
+        to_state=dest,
+        actor=actor,
+        at=at,
+        data=kept,
+        flow_run_id=flow_run_id,
+        prev_hash=prev,
     )
+    case.history_hash = digest
+    row = {
+        "case_id": case.id,
+        "event": event.name,
+        "from_state": source,
+        "to_state": dest,
+        "actor": actor,
+        "at": at,
+        "data": kept,
+        "flow_run_id": flow_run_id,
+        "prev_hash": prev,
+        "hash": digest,
+    }
+
+    def insert() -> None:
+        done = session.execute(_HISTORY_INSERT, row)
+        if notes:
+            history_id = done.inserted_primary_key[0]  # type: ignore[attr-defined]
+            session.execute(
+                _NOTE_INSERT,
+                [{"history_id": history_id, "case_id": case.id, "key": k, "text": v} for k, v in notes.items()],
+            )
+
+    return insert
 
 
 # The statements the service runs on every transition are built once.
@@ -74,6 +108,9 @@ _TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
 _CASE_TABLE: Table = Case.__table__  # type: ignore[attr-defined]
 #: The columns a transition may change: all but the key, the version and the two parties.
 _CASE_FIELDS = tuple(c.name for c in _CASE_TABLE.c if c.name not in ("id", "version", "structure_id", "candidate_id"))
+_SET_CHAIN_END = (
+    update(_CASE_TABLE).where(_CASE_TABLE.c.id == bindparam("case_id")).values(history_hash=bindparam("history_hash"))
+)
 _WRITE_CASE = (
     update(_CASE_TABLE)
     .where(_CASE_TABLE.c.id == bindparam("b_id"), _CASE_TABLE.c.version == bindparam("b_version"))
@@ -127,6 +164,9 @@ def _record(ctx: Context, source: str | None, dest: str) -> None:
     case.last_at = ctx.at  # every history row moves the version, even at the same instant
     if dest in _TERMINAL_VALUES:
         case.due_at = case.deadline_at = None
+    insert_history = _history(
+        session, case, ctx.event, source, dest, ctx.actor, ctx.at, ctx.data, ctx.flow_run_id
+    )  # chains the row: the case row written below holds its hash
     try:
         if case in session and inspect(case).persistent:
             _write_case(session, case)
@@ -136,15 +176,14 @@ def _record(ctx: Context, source: str | None, dest: str) -> None:
             session.flush()
     except StaleDataError:
         raise Conflict(f"case {case.id} was changed by someone else meanwhile: read it again and retry") from None
-    # after the case's UPDATE, so that this insert does not autoflush the case (a second UPDATE) before it
-    _history(session, case.id or 0, ctx.event.name, source, dest, ctx.actor, ctx.at, ctx.data, ctx.flow_run_id)
+    insert_history()
 
 
 def _cascade(session: Session, policy: Policy) -> Any:
     """Return how an effect fires an event on another case (as ``system``, in the same transaction)."""
 
     def cascade(other: Case, event: str, at: datetime, data: dict[str, Any]) -> None:
-        fire(session, other.id or 0, event, actor="system", at=at, data=data, policy=policy)
+        fire(session, other.id or 0, event, actor="system", at=at, data=data, policy=policy, internal=True)
 
     return cascade
 
@@ -220,7 +259,18 @@ def _fire_loaded(
     if expected_version is not None and case.version != expected_version:
         raise Conflict(f"case {case_id} is at version {case.version}, not {expected_version}: read it again and retry")
     ctx = Context(
-        session, case, structure, candidate, ev, actor, at, {}, policy, flow_run_id, _cascade(session, policy)
+        session,
+        case,
+        structure,
+        candidate,
+        ev,
+        actor,
+        at,
+        {},
+        policy,
+        flow_run_id,
+        internal=internal,
+        cascade=_cascade(session, policy),
     )
     check(ctx, COMMON_GUARDS)
     ctx.data = dict(data or {}) if internal else normalise(ev.name, ev.data, data or {})
@@ -273,6 +323,8 @@ def present(
         state=State.CANDIDATE_PRESENTED.value,
         last_at=at,
         presented_at=at,
+        lifecycle_version=LIFECYCLE_VERSION,
+        policy_version=audit.digest(policy.model_dump(mode="json")),
     )
     ctx = Context(session, case, structure, candidate, OPENING, actor, at, {}, policy, flow_run_id)
     check(ctx, OPENING.guards)
@@ -280,7 +332,10 @@ def present(
     session.add(case)
     session.flush()
     notify(ctx, "candidate_presented", ("structure",))
-    _history(session, case.id or 0, OPENING.name, None, case.state, actor, at, {}, flow_run_id)
+    with session.no_autoflush:  # the end of the chain is written below without moving the version
+        _history(session, case, OPENING, None, case.state, actor, at, {}, flow_run_id)()
+        session.execute(_SET_CHAIN_END, {"case_id": case.id, "history_hash": case.history_hash})
+    set_committed_value(case, "history_hash", case.history_hash)
     return case
 
 

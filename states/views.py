@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from states.clock import show, utc
 from states.lifecycle import LABELS, OPEN, State
-from states.models import Case, History, Structure, Tranche
+from states.models import Case, History, HistoryNote, Structure, Tranche
 
 
 def case_summary(case: Case) -> dict[str, Any]:
@@ -29,6 +29,9 @@ def case_view(session: Session, case: Case) -> dict[str, Any]:
     """Return the whole case: state, deadlines, money, tranches and history."""
     tranches = session.exec(select(Tranche).where(Tranche.case_id == case.id).order_by(col(Tranche.number))).all()
     history = session.exec(select(History).where(History.case_id == case.id).order_by(col(History.id))).all()
+    notes: dict[int, dict[str, str]] = {}  # the free text typed with each step, kept apart from the history rows
+    for note in session.exec(select(HistoryNote).where(HistoryNote.case_id == case.id)):
+        notes.setdefault(note.history_id, {})[note.key] = note.text
     view = case_summary(case)
     view.update(
         {
@@ -63,7 +66,7 @@ def case_view(session: Session, case: Case) -> dict[str, Any]:
                     "to": h.to_state,
                     "actor": h.actor,
                     "at": show(h.at),
-                    "data": h.data,
+                    "data": {**h.data, **notes.get(h.id or 0, {})},
                     **({"flow_run_id": h.flow_run_id} if h.flow_run_id else {}),
                 }
                 for h in history
@@ -100,3 +103,62 @@ def get_case(engine: Engine, case_id: int) -> dict[str, Any]:
 
     with Session(engine) as session:
         return case_view(session, load_case(session, case_id)[0])
+
+
+#: The main path of a case, in order; the side paths leave it.
+MAIN_PATH: tuple[State, ...] = (
+    State.CANDIDATE_PRESENTED,
+    State.SELECTED,
+    State.TRAINING_ORG_CONTACTED,
+    State.CONTRACT_SIGNED,
+    State.IN_TRAINING,
+    State.IN_POST,
+    State.TRANCHES_PAID,
+)
+
+
+def lifecycle_path(state: str, visited: list[str]) -> list[dict[str, Any]]:
+    """Return the steps of a case's path: the main path, and the side state where it left it.
+
+    Each step has its state, French label and status: ``done`` (passed), ``current`` or ``todo``;
+    a case closed on a side path shows the main states it passed, then its side state as current.
+    """
+    seen = set(visited)
+    steps = []
+    for s in MAIN_PATH:
+        status = "current" if s.value == state else "done" if s.value in seen else "todo"
+        steps.append({"state": s.value, "label": LABELS[s], "status": status})
+    if state not in {s.value for s in MAIN_PATH}:
+        steps = [step for step in steps if step["status"] == "done"]
+        steps.append({"state": state, "label": LABELS[State(state)], "status": "current"})
+    return steps
+
+
+def case_page(session: Session, case_id: int) -> dict[str, Any]:
+    """Return everything a case's page shows: the case, its parties by name, its path and history."""
+    from states.models import TrainingOrg
+    from states.service import load_case
+
+    case, structure, candidate = load_case(session, case_id)
+    view = case_view(session, case)
+    org = session.get(TrainingOrg, case.training_org_id) if case.training_org_id else None
+    view.update(
+        {
+            "structure": {
+                "id": structure.id,
+                "name": structure.name,
+                "departement": structure.departement,
+                "kind": structure.kind,
+                "posts": structure.posts,
+            },
+            "candidate": {
+                "id": candidate.id,
+                "name": candidate.name,
+                "anonymised": candidate.anonymised_at is not None,
+            },
+            "training_org": None if org is None else {"id": org.id, "name": org.name},
+            "path": lifecycle_path(case.state, [h["to"] for h in view["history"]]),
+            "open": State(case.state) in OPEN,
+        }
+    )
+    return view

@@ -106,7 +106,7 @@ class Conum:
     def run(self, *args: object, db: bool = True) -> Result:
         argv = [str(a) for a in args] + (["--db", self.url] if db else [])
         if self.process:
-            env = {k: v for k, v in os.environ.items() if not k.startswith("CONUM_")}
+            env = {k: v for k, v in os.environ.items() if not k.startswith("CONUM_") or k == "CONUM_CLOCK"}
             done = subprocess.run(
                 [str(CONUM), *argv], capture_output=True, text=True, env=env, cwd=self.path.parent, timeout=120
             )
@@ -181,7 +181,7 @@ def steps(view: dict[str, Any]) -> list[tuple[str, str | None, str, str]]:
 @pytest.fixture
 def env_free(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for key in list(os.environ):
-        if key.startswith("CONUM_"):
+        if key.startswith("CONUM_") and key != "CONUM_CLOCK":
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)  # no stray .env is read
 

@@ -90,7 +90,7 @@ def snapshot(engine: Engine) -> dict[int, dict[str, Any]]:
 
 
 def start(db: Path, *args: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONUM_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONUM_") or k == "CONUM_CLOCK"}
     return subprocess.Popen(
         [str(CONUM), *args, "--db", url(db)],
         stdout=subprocess.PIPE,

@@ -46,7 +46,7 @@ MOVES: dict[str, set[tuple[State, State]]] = {
     "pay_tranche": {(IP, IP)},
     "pay_final_tranche": {(IP, PAID)},
 }
-INTERNAL = ("remind", "escalate", "pay_tranche", "pay_final_tranche")
+INTERNAL = ("remind", "escalate", "pay_tranche", "pay_final_tranche", "time_out")
 OPERATOR = tuple(e for e in MOVES if e not in INTERNAL)
 
 #: Who may fire each operator event (actor kinds; structure, candidate and préfet only on their own cases).
@@ -60,7 +60,6 @@ MAY: dict[str, set[str]] = {
     "complete_training": {"admin", "structure"},
     "break_contract": {"admin", "structure"},
     "cancel": {"admin", "prefet"},
-    "time_out": {"system"},
 }
 
 # The walk of ``reach``: the events that bring a fresh case (presented, or signed) to each state.
@@ -112,7 +111,10 @@ def reach(world: Any, state: State) -> int:
     contract = state in (C, TR, IP, PAID, BROKEN)
     case = world.signed(s, k) if contract else world.present(s, k)
     for event, at, actor, data in WALKS[state]:
-        world.fire(case, event, at, actor=actor.format(s=s, k=k), **fill(world, data))
+        if event in INTERNAL:
+            fire_internal(world, case, event, at, internal_data(world, case, event))
+        else:
+            world.fire(case, event, at, actor=actor.format(s=s, k=k), **fill(world, data))
     if state is PAID:
         batch.pay(world.engine, parse_instant("2028-04-01T12:00"), world.policy)
     assert get_case(world.engine, case)["state"] == state
@@ -129,6 +131,8 @@ def fire_internal(world: Any, case: int, event: str, at: str, data: dict[str, An
 
 
 def internal_data(world: Any, case: int, event: str) -> dict[str, Any]:
+    if event == "time_out":
+        return {"due_at": None}
     if event in ("remind", "escalate"):
         return {"step": 0, "level": 1 if event == "remind" else 2, "due_at": None}
     with write_session(world.engine) as s:
@@ -152,8 +156,7 @@ def test_each_allowed_event_moves_to_the_table_destination(world: Any, event: st
         if event in INTERNAL:
             state = fire_internal(world, case, event, LATER, internal_data(world, case, event))
         else:
-            actor = "system" if event == "time_out" else "admin"
-            state = world.fire(case, event, LATER, actor=actor, **fill(world, GOOD_DATA[event]))["state"]
+            state = world.fire(case, event, LATER, **fill(world, GOOD_DATA[event]))["state"]
         history = get_case(world.engine, case)["history"]
         assert (history[-1]["event"], history[-1]["from"], history[-1]["to"]) == (event, source, state)
         observed.add((source, State(state)))
@@ -176,8 +179,7 @@ def test_refused_event_names_state_and_allowed_events_and_changes_nothing(world:
             if event in INTERNAL:
                 fire_internal(world, case, event, AFTER_WALKS, {"step": 0, "level": 1, "tranche_id": 1})
             else:
-                actor = "system" if event == "time_out" else "admin"
-                world.fire(case, event, AFTER_WALKS, actor=actor, **fill(world, GOOD_DATA[event]))
+                world.fire(case, event, AFTER_WALKS, **fill(world, GOOD_DATA[event]))
         message = str(err.value)
         assert f"'{state}'" in message
         assert _allowed_in_message(message, state) == allowed_here
@@ -194,7 +196,6 @@ def test_unknown_event_is_refused_with_the_allowed_events(world: Any) -> None:
         "withdraw",
         "contact_training_org",
         "cancel",
-        "time_out",
     }
     assert snapshot(world.engine) == before
 
@@ -250,8 +251,6 @@ def test_only_allowed_actors_fire_each_event(world: Any, event: str) -> None:
     actors = _actors(world, case)
     before = snapshot(world.engine)
     refused = {kind for kind in actors if kind not in MAY[event]}
-    if event == "withdraw":
-        refused.discard("system")  # the system withdraws a candidate whose contract is signed elsewhere
     for kind in sorted(refused):
         with pytest.raises(NotAllowed):
             world.fire(case, event, LATER, actor=actors[kind], **fill(world, GOOD_DATA[event]))
@@ -262,11 +261,28 @@ def test_only_allowed_actors_fire_each_event(world: Any, event: str) -> None:
         assert (view["history"][-1]["event"], view["history"][-1]["actor"]) == (event, _actors(world, fresh)[kind])
 
 
-def test_system_withdraws_a_candidate_as_the_table_says(world: Any) -> None:
-    # the lifecycle table lets system withdraw (e.g. a candidate who left the pool); it records who did it
+def test_no_person_acts_as_system(world: Any) -> None:
+    # system withdraws a candidate only when their contract is signed elsewhere, inside that signing
     case = reach(world, P)
-    view = world.fire(case, "withdraw", LATER, actor="system")
-    assert (view["state"], view["history"][-1]["actor"]) == ("withdrawn", "system")
+    before = snapshot(world.engine)
+    for event, data in (("withdraw", {}), ("select", {}), ("cancel", {"reason": "doublon"})):
+        with pytest.raises(NotAllowed, match="no person may act as system") as err:
+            world.fire(case, event, LATER, actor="system", **data)
+        assert err.value.rule == "actor_may_fire"
+    assert snapshot(world.engine) == before
+
+
+def test_time_out_is_fired_only_by_the_sweep(world: Any) -> None:
+    case = reach(world, P)  # presented on 2026-03-01: the time-out falls on day 15
+    before = snapshot(world.engine)
+    for actor in ("admin", "system"):
+        with pytest.raises((IllegalEvent, NotAllowed)):
+            world.fire(case, "time_out", "2026-03-02T10:00", actor=actor)
+    assert snapshot(world.engine) == before
+    batch.sweep(world.engine, parse_instant("2026-03-10T10:00"), world.policy)
+    assert get_case(world.engine, case)["state"] == P  # only the reminder was due
+    batch.sweep(world.engine, parse_instant("2026-03-16T10:00"), world.policy)
+    assert get_case(world.engine, case)["state"] == EXPIRED
 
 
 def test_prefet_cancels_in_an_overseas_departement(world: Any) -> None:

@@ -81,7 +81,7 @@ class Done:
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("CONUM_")}
+    return {k: v for k, v in os.environ.items() if not k.startswith("CONUM_") or k == "CONUM_CLOCK"}
 
 
 def run(cwd: Path, url: str, *args: object) -> Done:

@@ -59,7 +59,7 @@ def refused(world: Any, error: type[ConumError], rule: str | None, call: Any, *a
 def test_salary_at_least_smic_in_force_on_contract_start(world: Any, start: str, salary: str, accepted: bool) -> None:
     case = contacted(world, year=2023)
     end = f"{int(start[:4]) + 1}{start[4:]}"
-    at = "2023-10-04T10:00"
+    at = "2024-10-01T10:00"
     if accepted:
         view = sign(world, case, at=at, start=start, end=end, salary=salary)
         assert view["state"] == "contract_signed"

@@ -7,10 +7,10 @@
 from __future__ import annotations
 
 from states.cli import cases, registry, runs
-from states.cli.app import app
+from states.cli.app import app, run
 
 __all__ = ["app", "cases", "main", "registry", "runs"]
 
 
 def main() -> None:
-    app()
+    run()

@@ -20,6 +20,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from states import errors
 
@@ -46,17 +47,58 @@ At = Annotated[
     str | None, typer.Option("--at", help="Instant of the action or read (ISO 8601; Europe/Paris if no offset).")
 ]
 Actor = Annotated[
-    str, typer.Option("--actor", help="admin, system, structure:<id>, candidate:<id> or prefet:<département>.")
+    str, typer.Option("--actor", help="Who acts: admin, structure:<id>, candidate:<id> or prefet:<département>.")
 ]
 
 EXIT = {errors.BadInput: 2, errors.Conflict: 3, errors.NotFound: 4}
-# piped output is not cut to 80 columns: states and instants stay whole
-out = Console() if sys.stdout.isatty() else Console(width=200)
+# Piped output is not cut to 80 columns: states and instants stay whole. No markup and no highlighting:
+# names and reasons are printed as they were typed (styles are given with Text objects).
+out = (
+    Console(markup=False, highlight=False) if sys.stdout.isatty() else Console(width=200, markup=False, highlight=False)
+)
+
+
+def one_line(text: str) -> str:
+    """Return ``text`` on one line: line breaks and other control characters shown escaped, as data."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))
 
 
 def fail(message: str, code: int) -> None:
-    Console(stderr=True).print(f"[bold red]refused:[/] {message}", highlight=False, soft_wrap=True)
+    """Print one refusal line on stderr (the message is text, never markup) and exit with ``code``."""
+    line = Text.assemble(("refused:", "bold red"), " ", one_line(message))
+    Console(stderr=True, highlight=False, soft_wrap=True).print(line)
     raise typer.Exit(code)
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Run the ``conum`` application: every refusal, usage errors included, is one line on stderr.
+
+    Arguments that are not valid UTF-8 are refused before anything runs: they would reach the
+    database and the terminal as undecodable text.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    for position, arg in enumerate(args, start=1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            _refuse_usage(f"argument {position} is not valid UTF-8 text: give it in UTF-8")
+    if not args:
+        args = ["--help"]
+    try:
+        code = app(args, standalone_mode=False)
+    except typer.Abort:
+        _refuse_usage("interrupted; nothing more was done", 1)
+    except typer.TyperException as exc:  # a usage error: unknown option, missing argument, bad value
+        command = getattr(getattr(exc, "ctx", None), "command_path", "conum")
+        _refuse_usage(f"{exc.format_message()} (see `{command} --help`)", getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _refuse_usage(message: str, code: int = 2) -> None:
+    try:
+        fail(message, code)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
 
 
 def guarded(fn: F) -> F:
@@ -118,7 +160,7 @@ def engine(db: str | None, *, create: bool = False) -> Any:
     """Return the engine of ``--db``; refuse a database without the schema unless ``create``."""
     from sqlalchemy.engine import make_url
 
-    from states.db import get_engine, has_schema
+    from states.db import check_revision, get_engine, has_schema
 
     address = url(db)
     try:
@@ -134,6 +176,8 @@ def engine(db: str | None, *, create: bool = False) -> Any:
         raise errors.NotFound(
             f"the database at {parsed.render_as_string(hide_password=True)} has no Conum schema: run `conum init` first"
         )
+    if not create:
+        check_revision(found)
     return found
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from states import errors
 from states.cli.app import (
@@ -163,7 +164,14 @@ def _euros(cents: int | None) -> str:
 
 
 def print_case(view: dict[str, Any]) -> None:
-    out.print(f"[bold]Case {view['id']}[/] — {view['label']} ([cyan]{view['state']}[/]), version {view['version']}")
+    out.print(
+        Text.assemble(
+            (f"Case {view['id']}", "bold"),
+            f" — {view['label']} (",
+            (view["state"], "cyan"),
+            f"), version {view['version']}",
+        )
+    )
     out.print(
         f"structure {view['structure_id']}, candidate {view['candidate_id']}, "
         f"escalation level {view['escalation_level']}"

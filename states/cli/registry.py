@@ -103,3 +103,18 @@ def training_org_add(
     with write(db) as s:
         oid = add_training_org(s, name=name, email=email, actor=actor)
     emit({"id": oid}, as_json, lambda: out.print(f"training organisation {oid} added"))
+
+
+@candidate_app.command("export")
+@guarded
+def candidate_export(
+    candidate: Annotated[int, typer.Argument(help="Candidate id.")],
+    db: Db = None,
+    as_json: Json = False,
+    at: At = None,
+) -> None:
+    """Give a candidate everything the programme holds about them (their right of access), as JSON."""
+    from states.privacy import export
+
+    instant(at)
+    emit(export(engine(db), candidate), True)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
 from states import errors
 from states.cli.app import (
     Actor,
@@ -59,8 +63,35 @@ def anonymise(db: Db = None, as_json: Json = False, at: At = None, actor: Actor 
 
     if actor not in ("system", "admin"):
         raise errors.NotAllowed(f"{actor} may not anonymise candidates (rule: who acts): only system or admin may")
-    count = run(engine(db), instant(at), policy())
+    from states.config import settings
+
+    count = run(engine(db), instant(at), policy(), mail_dir=settings().mail_dir)
     emit({"anonymised": count}, as_json, lambda: out.print(f"{count} candidate(s) anonymised"))
+
+
+@app.command()
+@guarded
+def verify(
+    case: Annotated[int | None, typer.Option("--case", help="Only this case.")] = None,
+    db: Db = None,
+    as_json: Json = False,
+    at: At = None,
+) -> None:
+    """Check the hash chain of every case's history; name the first broken row of each case."""
+    from states.audit import verify as check
+
+    instant(at)
+    result = check(engine(db), case)
+
+    def human() -> None:
+        out.print(f"{result.rows} history row(s) of {result.cases} case(s) checked")
+        for b in result.broken:
+            out.print(f"case {b.case_id}: row {b.history_id if b.history_id is not None else '(end)'}: {b.reason}")
+        out.print("the history is intact" if result.ok else f"{len(result.broken)} case(s) with a broken history")
+
+    emit(result.to_dict(), as_json, human)
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from states import batch, outbox, service
-from states.clock import add_months, utc
+from states.clock import add_months, simulated_clock, utc
 from states.config import Settings
 from states.db import write_session
 from states.errors import ConumError
@@ -244,6 +244,11 @@ class Simulation(Behaviour):
         return self.stats
 
     def run_day(self, day: date) -> None:
+        """One simulated day (its instants lie in the future of the real clock: the simulation keeps its own)."""
+        with simulated_clock():
+            self._run_day(day)
+
+    def _run_day(self, day: date) -> None:
         """One simulated day: the sweep at 07:00, people from 09:00 to 18:00, payments, then the mail.
 
         A batch runs when it has work: the sweep when a deadline step is due, the payment run when a

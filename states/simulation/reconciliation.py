@@ -19,6 +19,7 @@ from sqlalchemy import select as sql_select
 from sqlmodel import Session, col, select
 
 from states import money
+from states.audit import verify
 from states.clock import utc
 from states.lifecycle import ACTIVE_CONTRACT, TERMINAL, State
 from states.machine import is_legal
@@ -171,4 +172,10 @@ def reconcile(engine: Engine, policy: Policy) -> Reconciliation:
         if per_candidate[cand] > 1:
             people.violations.append(f"candidat {cand} : {per_candidate[cand]} contrats actifs (dossier {cid})")
     quotas.checked, people.checked = len(quota), len({c for _, c in info.values()})
-    return Reconciliation([books, recovery, quotas, people, chains])
+    sealed = Check("audit", "Aucune ligne d'historique modifiée ni supprimée (chaîne d'empreintes)")
+    verification = verify(engine)
+    sealed.checked = verification.rows
+    for broken in verification.broken:
+        where = f"ligne {broken.history_id}" if broken.history_id is not None else "fin de l'historique"
+        sealed.violations.append(f"dossier {broken.case_id}, {where} : empreinte rompue")
+    return Reconciliation([books, recovery, quotas, people, chains, sealed])

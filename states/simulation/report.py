@@ -37,6 +37,9 @@ RULE_LABELS = {
     "rupture_reason_allowed": "Motif de rupture inconnu",
     "training_dates_valid": "Date de formation incohérente",
     "known_training_org": "Organisme de formation non habilité",
+    "funded_within_convention": "Période financée au-delà de la convention",
+    "not_in_future": "Action datée dans le futur",
+    "candidate_not_anonymised": "Candidat anonymisé",
     "conflict": "Dossier modifié entre-temps",
 }
 

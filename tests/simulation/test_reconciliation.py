@@ -15,7 +15,7 @@ from states.simulation import Outcome, reconcile
 def test_small_programme_reconciles_and_reconcile_reads_the_same_books_again(first: Outcome) -> None:
     rec = first.reconciliation
     assert rec.ok, rec.violations[:10]
-    assert {c.key for c in rec.checks} == {"tranches", "recovery", "quota", "candidate", "history"}
+    assert {c.key for c in rec.checks} == {"tranches", "recovery", "quota", "candidate", "history", "audit"}
     assert all(c.checked > 0 for c in rec.checks)
     assert reconcile(get_engine(first.database_url), POLICY).to_dict() == rec.to_dict()
 
@@ -29,10 +29,12 @@ def test_reconciliation_finds_a_tampered_book_and_a_broken_history(first: Outcom
             "UPDATE tranche SET amount_cents = amount_cents + 1 WHERE case_id = ? AND number = ?", (case_id, number)
         )
         broken = db.execute("SELECT case_id, id FROM history WHERE event = 'select' LIMIT 1").fetchone()
+        db.execute("DROP TRIGGER history_no_update")  # what someone with the file and its rights could do
         db.execute("UPDATE history SET to_state = 'declined' WHERE id = ?", (broken[1],))
     rec = reconcile(get_engine(f"sqlite:///{copy}"), POLICY)
     assert not rec.ok
     bad = {c.key: c.violations for c in rec.checks if not c.ok}
-    assert set(bad) == {"tranches", "history"}
+    assert set(bad) == {"tranches", "history", "audit"}
+    assert any(f"dossier {broken[0]}, ligne {broken[1]}" in v for v in bad["audit"])
     assert any(f"dossier {case_id} " in v for v in bad["tranches"])
     assert any(f"dossier {broken[0]}," in v for v in bad["history"])

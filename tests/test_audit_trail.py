@@ -1,0 +1,148 @@
+"""The audit trail: the database refuses to rewrite the history, and a rewrite that got through is found."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from states import registry, service
+from states.audit import verify
+from states.clock import parse_instant
+from states.db import get_engine, migrate, write_session
+from states.policy import Policy
+
+CONUM = Path(sys.executable).with_name("conum")
+PG_URL = os.environ.get("CONUM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def walk(world: Any) -> tuple[int, int]:
+    """Two cases with a few steps each: one signed, one declined with a reason."""
+    signed = world.signed()
+    declined = world.present(world.structure(), world.candidate(), at="2026-03-01T10:00")
+    world.fire(declined, "decline", "2026-03-05T10:00", reason="profil éloigné du poste")
+    return signed, declined
+
+
+def test_a_fresh_history_verifies(world: Any, engine: Any) -> None:
+    walk(world)
+    result = verify(engine)
+    assert result.ok and result.cases == 2 and result.rows == 6
+
+
+def test_sqlite_refuses_to_change_or_delete_history_rows(world: Any, db_url: str) -> None:
+    walk(world)
+    con = sqlite3.connect(make_url(db_url).database or "")
+    try:
+        for statement in ("UPDATE history SET actor = 'admin'", "DELETE FROM history"):
+            with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+                con.execute(statement)
+    finally:
+        con.close()
+
+
+def _forge(db_url: str, *statements: str) -> None:
+    """Do what someone with the database's file and its rights could: drop the triggers, rewrite rows."""
+    con = sqlite3.connect(make_url(db_url).database or "")
+    with con:
+        con.execute("DROP TRIGGER history_no_update")
+        con.execute("DROP TRIGGER history_no_delete")
+        for statement in statements:
+            con.execute(statement)
+    con.close()
+
+
+def test_a_changed_row_is_named_by_verify(world: Any, engine: Any, db_url: str) -> None:
+    signed, declined = walk(world)
+    with engine.connect() as conn:
+        target = conn.execute(
+            text("SELECT id FROM history WHERE case_id = :c AND event = 'select'"), {"c": signed}
+        ).scalar()
+    _forge(db_url, f"UPDATE history SET actor = 'structure:99' WHERE id = {target}")
+    result = verify(engine)
+    assert [(b.case_id, b.history_id) for b in result.broken] == [(signed, target)]
+    assert "changed" in result.broken[0].reason
+    assert verify(engine, declined).ok
+
+
+def test_a_removed_row_is_found_in_the_middle_and_at_the_end(world: Any, engine: Any, db_url: str) -> None:
+    signed, declined = walk(world)
+    with engine.connect() as conn:
+        ids = conn.execute(text("SELECT id FROM history WHERE case_id = :c ORDER BY id"), {"c": signed}).scalars().all()
+        last_of_declined = conn.execute(
+            text("SELECT max(id) FROM history WHERE case_id = :c"), {"c": declined}
+        ).scalar()
+    _forge(db_url, f"DELETE FROM history WHERE id = {ids[1]}", f"DELETE FROM history WHERE id = {last_of_declined}")
+    broken = {b.case_id: b for b in verify(engine).broken}
+    assert broken[signed].history_id == ids[2] and "removed" in broken[signed].reason
+    assert broken[declined].history_id is None  # the case's recorded end no longer matches its last row
+
+
+def test_conum_verify_exits_non_zero_and_names_the_row(world: Any, engine: Any, db_url: str) -> None:
+    signed, _ = walk(world)
+    env = {**os.environ, "CONUM_CLOCK": "simulated"}
+    ok = subprocess.run([CONUM, "verify", "--db", db_url, "--json"], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0 and '"ok": true' in ok.stdout
+    _forge(db_url, f"UPDATE history SET data = '{{}}' WHERE case_id = {signed} AND event = 'sign_contract'")
+    bad = subprocess.run([CONUM, "verify", "--db", db_url], capture_output=True, text=True, env=env)
+    assert bad.returncode == 1
+    assert f"case {signed}: row" in bad.stdout and "changed" in bad.stdout
+
+
+def test_personal_free_text_stays_out_of_the_history_rows(world: Any, engine: Any) -> None:
+    _, declined = walk(world)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT data FROM history WHERE case_id = :c"), {"c": declined}).scalars().all()
+        notes = conn.execute(text("SELECT text FROM history_note WHERE case_id = :c"), {"c": declined}).all()
+    assert not any("profil" in str(r) for r in rows)
+    assert notes == [("profil éloigné du poste",)]
+
+
+def test_each_case_records_the_versions_it_runs_under(world: Any, engine: Any) -> None:
+    signed, _ = walk(world)
+    with engine.connect() as conn:
+        versions = conn.execute(
+            text("SELECT lifecycle_version, policy_version FROM recruitment_case WHERE id = :c"), {"c": signed}
+        ).one()
+    assert all(v and len(v) == 16 for v in versions)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    admin = psycopg.connect(make_url(PG_URL).set(drivername="postgresql").render_as_string(False), autocommit=True)
+    name = f"conum_audit_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        get_engine(url).dispose()
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.mark.postgres
+def test_postgresql_refuses_to_change_delete_or_truncate_the_history(pg_url: str) -> None:
+    engine, policy = get_engine(pg_url), Policy()
+    with write_session(engine) as s:
+        structure = registry.add_structure(s, name="Mairie", departement="33", posts=1)
+        candidate = registry.add_candidate(s, name="Lou Martin", email="lou@exemple.fr")
+        case = service.present(s, structure, candidate, at=parse_instant("2026-03-01T10:00"), policy=policy)
+        service.fire(
+            s, case.id or 0, "decline", at=parse_instant("2026-03-02T10:00"), data={"reason": "x"}, policy=policy
+        )
+    for statement in ("UPDATE history SET actor = 'admin'", "DELETE FROM history", "TRUNCATE history CASCADE"):
+        with pytest.raises(Exception, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+    assert verify(engine).ok
