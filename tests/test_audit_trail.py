@@ -97,6 +97,8 @@ def test_conum_verify_exits_non_zero_and_names_the_row(world: Any, engine: Any, 
     bad = subprocess.run([CONUM, "verify", "--db", db_url], capture_output=True, text=True, env=env)
     assert bad.returncode == 1
     assert f"case {signed}: row" in bad.stdout and "changed" in bad.stdout
+    shown = subprocess.run([CONUM, "show", str(signed), "--db", db_url], capture_output=True, text=True, env=env)
+    assert shown.returncode == 0 and "this history was rewritten outside Conum" in shown.stdout
 
 
 def test_personal_free_text_stays_out_of_the_history_rows(world: Any, engine: Any) -> None:

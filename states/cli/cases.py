@@ -94,11 +94,19 @@ def show(
     as_json: Json = False,
     at: At = None,
 ) -> None:
-    """Show a case: state, deadlines, money, tranches and history."""
+    """Show a case: state, deadlines, money, tranches and history (and whether its history is intact)."""
+    from states.audit import verify
     from states.views import get_case
 
     instant(at)
-    _show_case(get_case(engine(db), case), as_json)
+    found = engine(db)
+    view = get_case(found, case)
+    broken = verify(found, case).broken
+    view["history_intact"] = not broken
+    if broken:
+        where = f"row {broken[0].history_id}" if broken[0].history_id is not None else "its end"
+        view["history_broken"] = f"{where}: {broken[0].reason}"
+    _show_case(view, as_json)
 
 
 @app.command("list")
@@ -189,6 +197,8 @@ def print_case(view: dict[str, Any]) -> None:
                 tr["paid_at"] or "",
             )
         out.print(t)
+    if view.get("history_intact") is False:
+        out.print(Text(f"WARNING: this history was rewritten outside Conum ({view['history_broken']})", "bold red"))
     h = Table("at", "event", "from → to", "actor", "data")
     for row in view["history"]:
         h.add_row(
