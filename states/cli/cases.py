@@ -102,8 +102,8 @@ def show(
     found = engine(db)
     view = get_case(found, case)
     broken = verify(found, case).broken
-    view["history_intact"] = not broken
-    if broken:
+    if broken:  # the view stays as `advance` prints it unless the history was rewritten
+        view["history_intact"] = False
         where = f"row {broken[0].history_id}" if broken[0].history_id is not None else "its end"
         view["history_broken"] = f"{where}: {broken[0].reason}"
     _show_case(view, as_json)
