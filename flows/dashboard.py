@@ -55,6 +55,7 @@ def programme_dashboard(at: datetime | None = None) -> dict[str, Any]:
     figures = {
         "cases": sum(d.counts.values()),
         "attention": d.attention_total,
+        "broken_histories": d.broken_histories,
         "committed_cents": sum(m.committed for m in d.money),
         "paid_cents": sum(m.paid for m in d.money),
         "to_pay_cents": sum(m.to_pay for m in d.money),

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, func, or_
 from sqlalchemy import select as sql_select
 from sqlmodel import Session, col, select
 
+from states.audit import verify
 from states.clock import paris_day, show, utc
 from states.db import read_session
 from states.geo import name_of, region_of
@@ -267,6 +268,8 @@ class Dashboard:
     attention: list[dict[str, Any]] = field(default_factory=list)
     money: list[MonthMoney] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+    #: Cases whose history chain is broken (rows changed or removed outside Conum; ``conum verify`` names them).
+    broken_histories: int = 0
 
     def summary_markdown(self) -> str:
         """The summary the ANCT reads first, in French."""
@@ -281,6 +284,7 @@ class Dashboard:
             f"- En poste : **{self.counts.get(State.IN_POST.value, 0)}** ; en formation : "
             f"**{self.counts.get(State.IN_TRAINING.value, 0)}**",
             f"- En retard ou escaladés : **{self.attention_total}**",
+            f"- Historiques rompus (modifiés hors de Conum, voir `conum verify`) : **{self.broken_histories}**",
             f"- Subvention engagée : **{euros(committed)}** ; versée : **{euros(paid)}** ; "
             f"reste à verser : **{euros(to_pay)}**",
             "",
@@ -301,11 +305,13 @@ def lifecycle_markdown() -> str:
 
 
 def build(engine: Engine, at: datetime) -> Dashboard:
-    """Compute the whole dashboard at ``at`` in one read transaction."""
+    """Compute the whole dashboard at ``at`` in one read transaction (the history chains are checked apart)."""
+    broken = len(verify(engine).broken)
     with read_session(engine) as session, session.begin():
         counts = counts_by_departement(session)
         total, rows = attention(session, at)
         return Dashboard(
+            broken_histories=broken,
             at=utc(at),
             by_departement=departement_table(counts),
             by_region=region_table(counts),

@@ -148,3 +148,56 @@ def test_postgresql_refuses_to_change_delete_or_truncate_the_history(pg_url: str
         with pytest.raises(Exception, match="append-only"), engine.begin() as conn:
             conn.execute(text(statement))
     assert verify(engine).ok
+
+
+def test_the_dashboard_counts_the_cases_whose_history_was_rewritten(world: Any, engine: Any, db_url: str) -> None:
+    from states import dashboard
+
+    signed, _ = walk(world)
+    at = parse_instant("2026-03-20T10:00")
+    assert dashboard.build(engine, at).broken_histories == 0
+    _forge(db_url, f"UPDATE history SET actor = 'structure:99' WHERE case_id = {signed} AND event = 'select'")
+    board = dashboard.build(engine, at)
+    assert board.broken_histories == 1
+    assert "Historiques rompus (modifiés hors de Conum, voir `conum verify`) : **1**" in board.summary_markdown()
+
+
+def _documented_role_sql(role: str, database: str) -> list[str]:
+    """The statements docs/audit-trail.md gives for the application's role, for ``role`` on ``database``."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "audit-trail.md").read_text(encoding="utf-8")
+    block = doc.split("```sql\n", 1)[1].split("```", 1)[0]
+    lines = [line for line in block.splitlines() if line.strip() and not line.startswith("--")]
+    sql = "\n".join(lines).replace("conum_app", role).replace("DATABASE conum ", f'DATABASE "{database}" ')
+    return [s.replace(" PASSWORD '…'", "").strip() for s in sql.split(";") if s.strip()]
+
+
+@pytest.mark.postgres
+def test_the_documented_application_role_works_but_cannot_rewrite_the_history(pg_url: str) -> None:
+    """With the role docs/audit-trail.md describes, Conum runs, and the history stays out of reach."""
+    role = f"conum_app_{uuid.uuid4().hex[:8]}"
+    database = make_url(pg_url).database or ""
+    admin = psycopg.connect(make_url(pg_url).set(drivername="postgresql").render_as_string(False), autocommit=True)
+    app_url = make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+    try:
+        for statement in _documented_role_sql(role, database):
+            admin.execute(statement)
+        engine, policy = get_engine(app_url), Policy()
+        with write_session(engine) as s:  # the application works with it
+            structure = registry.add_structure(s, name="Mairie", departement="33", posts=1)
+            candidate = registry.add_candidate(s, name="Lou Martin", email="lou@exemple.fr")
+            case = service.present(s, structure, candidate, at=parse_instant("2026-03-01T10:00"), policy=policy)
+            service.fire(s, case.id or 0, "select", at=parse_instant("2026-03-02T10:00"), policy=policy)
+        for statement in (
+            "ALTER TABLE history DISABLE TRIGGER history_append_only",
+            "UPDATE history SET actor = 'admin'",
+            "DELETE FROM history",
+            "TRUNCATE history CASCADE",
+        ):
+            with pytest.raises(Exception, match=r"permission denied|must be owner"), engine.begin() as conn:
+                conn.execute(text(statement))
+        assert verify(engine).ok
+        engine.dispose()
+    finally:
+        admin.execute(f'DROP OWNED BY "{role}"')
+        admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        admin.close()

@@ -19,7 +19,14 @@ from states.lifecycle import OPERATOR_EVENTS
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
 DEPLOYMENTS = {d["name"]: d for d in CONFIG["deployments"]}
-EXPECTED = {"advance-case", "sweep-deadlines", "pay-tranches", "deliver-notifications", "programme-dashboard"}
+EXPECTED = {
+    "advance-case",
+    "sweep-deadlines",
+    "pay-tranches",
+    "deliver-notifications",
+    "programme-dashboard",
+    "retention",
+}
 
 
 def test_every_flow_of_the_project_is_deployed_to_the_conum_pool() -> None:
@@ -46,7 +53,12 @@ def test_the_entrypoint_loads_and_the_parameters_match_the_flow(name: str, monke
 
 
 def test_schedules_are_cron_in_paris_time() -> None:
-    expected = {"sweep-deadlines": "0 * * * *", "pay-tranches": "0 6 * * *", "deliver-notifications": "*/5 * * * *"}
+    expected = {
+        "sweep-deadlines": "0 * * * *",
+        "pay-tranches": "0 6 * * *",
+        "deliver-notifications": "*/5 * * * *",
+        "retention": "30 3 * * *",
+    }
     for name, spec in DEPLOYMENTS.items():
         for schedule in spec.get("schedules") or []:
             CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
