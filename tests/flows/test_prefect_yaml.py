@@ -13,13 +13,21 @@ from prefect.events import DeploymentTriggerTypes
 from prefect.flows import load_flow_from_entrypoint
 from pydantic import TypeAdapter
 
+from flows.actions import FLOW_NAMES
 from flows.common import artifact_key
 from states.lifecycle import OPERATOR_EVENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
 DEPLOYMENTS = {d["name"]: d for d in CONFIG["deployments"]}
-EXPECTED = {"advance-case", "sweep-deadlines", "pay-tranches", "deliver-notifications", "programme-dashboard"}
+EXPECTED = {
+    "advance-case",
+    "sweep-deadlines",
+    "pay-tranches",
+    "deliver-notifications",
+    "programme-dashboard",
+    *FLOW_NAMES.values(),
+}
 
 
 def test_every_flow_of_the_project_is_deployed_to_the_conum_pool() -> None:
