@@ -5,6 +5,11 @@
 #
 # Environment: CONUM_DATABASE_URL (default sqlite:///<project>/conum.db) and the other CONUM_*
 # settings are passed to the worker, hence to every flow run. PREFECT_PORT changes the port.
+#
+# Login: at its first start it writes a random credential into run/api-auth (one line user:password,
+# readable by its owner only); the server accepts no API call without it (Prefect's basic
+# authentication), and the worker, the deployments and the commands below use it. Delete the file and
+# restart (make down && make up) to change the password.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -23,6 +28,15 @@ export DO_NOT_TRACK=1
 export CONUM_DATABASE_URL="${CONUM_DATABASE_URL:-sqlite:///$ROOT/conum.db}"
 export CONUM_MAIL_DIR="${CONUM_MAIL_DIR:-$RUN/mail}"
 export CONUM_PAYMENT_DIR="${CONUM_PAYMENT_DIR:-$RUN/payments}"
+
+# the login: one credential, generated at the first start
+AUTH_FILE="$RUN/api-auth"
+if [ ! -s "$AUTH_FILE" ]; then
+  (umask 077 && "$BIN/python" -c 'import secrets; print("conum:" + secrets.token_urlsafe(24))' >"$AUTH_FILE")
+  echo "login created in run/api-auth (user:password)"
+fi
+chmod 600 "$AUTH_FILE"
+export PREFECT_API_AUTH_STRING="$(head -n 1 "$AUTH_FILE")"
 
 # job control: each process started below leads a process group of its own, and receives SIGINT
 # (a non-interactive shell would start it with SIGINT ignored, and the worker would not stop)
@@ -45,7 +59,7 @@ else
     exit 1
   fi
   echo "starting the Prefect server on 127.0.0.1:$PORT (log: run/prefect-server.log)"
-  "$BIN/prefect" server start --host 127.0.0.1 --port "$PORT" --analytics-off \
+  PREFECT_SERVER_API_AUTH_STRING="$PREFECT_API_AUTH_STRING" "$BIN/prefect" server start --host 127.0.0.1 --port "$PORT" --analytics-off \
     >"$RUN/prefect-server.log" 2>&1 </dev/null &
   echo $! >"$RUN/prefect-server.pid"
 fi
@@ -99,11 +113,12 @@ fi
 cat <<EOF
 
 Conum is up.
-  UI:        http://127.0.0.1:$PORT  (Deployments → advance-case → Run → Custom run)
+  UI:        http://127.0.0.1:$PORT  (it asks for the login: the line in run/api-auth)
   API:       $PREFECT_API_URL
   database:  $CONUM_DATABASE_URL
   mail:      $CONUM_MAIL_DIR    payment orders: $CONUM_PAYMENT_DIR
 Use the CLI with:  export PREFECT_API_URL=$PREFECT_API_URL PREFECT_HOME=$PREFECT_HOME
+                   export PREFECT_API_AUTH_STRING="\$(cat run/api-auth)"
   .venv/bin/prefect deployment ls
   .venv/bin/prefect deployment run 'advance-case/advance-case' -p case_id=1 -p event=select
 Stop with: make down

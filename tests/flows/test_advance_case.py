@@ -18,7 +18,6 @@ from sqlmodel import col, select
 from flows.advance import EventData, _to_data, advance_case
 from states.clock import parse_instant
 from states.db import read_session
-from states.errors import RuleViolation
 from states.models import Case, History, Outbox, Tranche
 
 
@@ -91,7 +90,7 @@ def test_an_action_is_one_named_tagged_run_recorded_in_the_history_and_announced
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(run_id))
     assert run.name == f"case-{case}-select"
-    assert "departement:86" in run.tags
+    assert {"departement:86", f"case:{case}"} <= set(run.tags)
     events = _events(case, "conum.case.select")
     assert len(events) == 1
     event = events[0]
@@ -133,18 +132,19 @@ def test_a_refused_action_fails_its_run_once_with_the_rule_in_the_logs_and_chang
     state = advance_case(case, "sign_contract", data=data, at=parse_instant("2026-03-04T10:00"), return_state=True)
 
     assert state.is_failed()
-    with pytest.raises(RuleViolation, match="SMIC"):
-        state.result()
+    assert state.message == (
+        "Refusé (règle salary_at_least_smic) : le salaire est inférieur au SMIC en vigueur au début du contrat : "
+        "proposez au moins le SMIC."
+    )
     assert _snapshot(conum_env, case) == before
     APILogHandler().flush()  # the run's logs reach the server in batches: send them now
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(state.state_details.flow_run_id)
         logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
     assert run.run_count == 1  # a refusal is never retried
-    assert any(
-        "refused (rule: salary_at_least_smic)" in log.message and "offer at least the SMIC" in log.message
-        for log in logs
-    )
+    assert [log.message for log in logs if log.message.startswith("Refusé")] == [state.message]
+    assert any("offer at least the SMIC" in log.message for log in logs)  # the core's figures, as detail
+    assert not any("Traceback" in log.message for log in logs)
 
 
 def test_an_illegal_event_names_the_events_allowed_and_changes_nothing(world: Any, conum_env: Any) -> None:
@@ -154,5 +154,5 @@ def test_an_illegal_event_names_the_events_allowed_and_changes_nothing(world: An
     state = advance_case(case, "complete_training", at=parse_instant("2026-03-02T10:00"), return_state=True)
 
     assert state.is_failed()
-    assert "Events allowed from candidate_presented: select, decline" in (state.message or "")
+    assert "actions possibles : « Retenir le candidat », « Décliner »" in (state.message or "")
     assert _snapshot(conum_env, case) == before

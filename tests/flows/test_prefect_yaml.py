@@ -13,6 +13,7 @@ from prefect.events import DeploymentTriggerTypes
 from prefect.flows import load_flow_from_entrypoint
 from pydantic import TypeAdapter
 
+from flows.actions import FLOW_NAMES
 from flows.common import artifact_key
 from states.lifecycle import OPERATOR_EVENTS
 
@@ -26,6 +27,7 @@ EXPECTED = {
     "deliver-notifications",
     "programme-dashboard",
     "retention",
+    *FLOW_NAMES.values(),
 }
 
 

@@ -1,0 +1,260 @@
+"""One deployment per operator action: a form with only that action's fields, in French.
+
+Each action (select, decline, sign the contract, ...) is a flow of its own, built from the event's
+data model (``states.eventdata``): the form asks for the case's number (``dossier``), the event's own
+fields (``donnees``: French titles and help texts, required ones marked, contract types and rupture
+reasons as drop-downs, dates as date pickers) and who acts (``acteur``). System events (reminders,
+escalations, time-outs, payments) have no form, and nobody acts as ``system`` from a form: the core
+refuses it.
+
+Every run goes through ``act``, which the ``advance-case`` deployment (scripts, automations) and the
+decision runs of the inbox share: it fires the event through the core, records the flow-run id in the
+history, emits ``conum.case.<event>``, refreshes the case's page (artifact ``case-<id>``) and says what
+the case is now. A refusal ends the run ``Failed`` with one French line naming the rule and what to do
+(``states.refusals``), and no traceback: a refusal is an answer, not a crash.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+from decimal import Decimal
+from typing import Any, Literal, get_args
+from uuid import UUID
+
+from prefect import Flow, flow, get_client, get_run_logger
+from prefect.events import emit_event
+from prefect.runtime import flow_run
+from prefect.states import Completed, Failed, State
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.json_schema import SkipJsonSchema
+from sqlmodel import col, select
+
+from flows.common import artifact_key, engine, instant, markdown, policy
+from states import service
+from states.casepage import page_markdown, state_label, summary
+from states.db import read_session, write_session
+from states.errors import ConumError, NotFound
+from states.eventdata import EventData
+from states.lifecycle import BY_NAME, OPERATOR_EVENTS
+from states.models import Case, Structure
+from states.refusals import french
+from states.views import case_page, case_view
+
+#: How the form's actor field explains itself.
+ACTOR_HELP = (
+    "Qui agit : admin (ANCT), structure:<n°> (la structure du dossier), candidate:<n°> (son candidat) "
+    "ou prefet:<département>. Personne n'agit en tant que system."
+)
+ACTOR_PATTERN = r"^(admin|system|structure:\d+|candidate:\d+|prefet:(\d[0-9AB]|\d{3}))$"
+#: The form's amount fields: text (never a float), checked by the core.
+AMOUNT_PATTERN = r"^\d{1,7}([.,]\d{1,2})?$"
+
+
+# ---------------------------------------------------------------- the forms, from the events' models
+
+
+def _form_type(annotation: Any, extra: dict[str, Any]) -> Any:
+    """Return what a form field asks for: a date picker, a drop-down, a whole number or a text."""
+    kinds = [getattr(t, "__origin__", t) for t in (annotation, *get_args(annotation))]
+    if isinstance(extra.get("enum"), list):
+        return Literal[tuple(extra["enum"])]
+    if dt.date in kinds:
+        return dt.date
+    if int in kinds:
+        return int
+    return str
+
+
+def form_model(data: type[EventData]) -> type[BaseModel] | None:
+    """Build the form of an event's data from its model: same fields, French titles and help texts.
+
+    Optional fields stay optional without a "null" choice in the form; amounts are asked as text (the core
+    checks them, money is never a float). Return None for an event that takes no data.
+    """
+    if not data.model_fields:
+        return None
+    fields: dict[str, Any] = {}
+    for name, info in data.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        kind = _form_type(info.annotation, extra)
+        is_amount = any(getattr(t, "__origin__", t) is Decimal for t in (info.annotation, *get_args(info.annotation)))
+        options: dict[str, Any] = {"title": info.title, "description": info.description}
+        if is_amount:
+            options.update(pattern=AMOUNT_PATTERN, examples=["1900.00"])
+        if info.is_required():
+            fields[name] = (kind, Field(..., **options))
+        else:
+            fields[name] = (kind | SkipJsonSchema[None], Field(None, **options))  # type: ignore[misc]
+    model: type[BaseModel] = create_model(
+        f"{data.__name__}Form", __config__=ConfigDict(extra="forbid", title=data.title), **fields
+    )
+    return model
+
+
+def as_data(data: BaseModel | dict[str, Any] | None) -> dict[str, Any]:
+    """Return the dict ``service.fire`` takes: only the fields given, dates and amounts as text."""
+    if data is None:
+        return {}
+    values = data.model_dump(exclude_none=True) if isinstance(data, BaseModel) else dict(data)
+    return {
+        k: v.isoformat() if isinstance(v, dt.date) else str(v) if isinstance(v, Decimal) else v
+        for k, v in values.items()
+        if v is not None
+    }
+
+
+# ---------------------------------------------------------------- one action, shared by every way to act
+
+
+def where(case_id: int) -> tuple[int, str, str]:
+    """Return the structure, the département and the state of a case."""
+    with read_session(engine()) as session:
+        row = session.exec(
+            select(Structure.id, Structure.departement, Case.state)
+            .join(Case, col(Case.structure_id) == col(Structure.id))
+            .where(Case.id == case_id)
+        ).first()
+    if row is None:
+        raise NotFound(f"case {case_id} does not exist: `conum list` shows the cases")
+    return row[0] or 0, row[1], row[2]
+
+
+def tag_run(*tags: str) -> None:
+    """Add ``tags`` to the current flow run (they are known only once the case is read)."""
+    run_id = flow_run.id
+    if run_id is None:
+        return
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(UUID(run_id), tags=sorted({*flow_run.tags, *tags}))
+
+
+def publish_page(case_id: int) -> str:
+    """Refresh the case's page (artifact ``case-<id>``); return its one-line French summary."""
+    with read_session(engine()) as session:
+        page = case_page(session, case_id)
+        text = page_markdown(session, case_id)
+    markdown(artifact_key("case", case_id), text, f"Dossier n° {case_id} — {state_label(page['state'])}")
+    return summary(page)
+
+
+def act(case_id: int, event: str, actor: str, data: dict[str, Any], at: dt.datetime | None = None) -> State:
+    """Fire ``event`` on a case, refresh its page and return the run's final state.
+
+    ``Completed`` with the case's summary as message and the case (as ``conum show`` gives it) as result,
+    or ``Failed`` with one French line when refused; the core's own message, with its figures, follows
+    in the logs.
+    """
+    logger = get_run_logger()
+    state: str | None = None
+    try:
+        structure_id, departement, state = where(case_id)
+        tag_run(f"case:{case_id}", f"departement:{departement}")
+        with write_session(engine()) as session:
+            case = service.fire(
+                session,
+                case_id,
+                event,
+                actor=actor,
+                at=instant(at),
+                data=data,
+                policy=policy(),
+                flow_run_id=flow_run.id,
+            )
+            view = case_view(session, case)
+    except ConumError as exc:
+        line = french(exc, state=state)
+        logger.error("%s", line)
+        logger.info("détail : %s", one_line(str(exc)))
+        return Failed(message=line)
+    step = view["history"][-1]
+    emit_event(
+        event=f"conum.case.{event}",
+        resource={"prefect.resource.id": f"conum.case.{case_id}", "prefect.resource.name": f"case {case_id}"},
+        related=[
+            {"prefect.resource.id": f"conum.structure.{structure_id}", "prefect.resource.role": "structure"},
+            {"prefect.resource.id": f"conum.departement.{departement}", "prefect.resource.role": "departement"},
+        ],
+        payload={"case_id": case_id, "from": step["from"], "to": step["to"], "actor": actor, "at": step["at"]},
+    )
+    line = publish_page(case_id)
+    logger.info("%s : %s → %s. %s", BY_NAME[event].label, state_label(step["from"]), state_label(step["to"]), line)
+    return Completed(message=line, data=view)
+
+
+def one_line(text: str) -> str:
+    """Return ``text`` on one line: control characters shown escaped (user text is data)."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+# ---------------------------------------------------------------- one flow per action
+
+#: The deployment name of each action's flow.
+FLOW_NAMES: dict[str, str] = {
+    "select": "select-candidate",
+    "decline": "decline-candidate",
+    "withdraw": "withdraw-candidate",
+    "contact_training_org": "contact-training-org",
+    "sign_contract": "sign-contract",
+    "start_training": "start-training",
+    "complete_training": "complete-training",
+    "break_contract": "break-contract",
+    "cancel": "cancel-case",
+}
+
+
+def _action_flow(event: str) -> Flow[..., Any]:
+    """Build the flow of one action: its parameters are the case, the event's form and the actor."""
+    ev = BY_NAME[event]
+    form = form_model(ev.data)
+
+    def run(dossier: int, donnees: BaseModel | None = None, acteur: str = "admin") -> State:
+        return act(dossier, event, acteur, as_data(donnees))
+
+    params = [
+        inspect.Parameter(
+            "dossier",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            annotation=int,
+            default=Field(..., ge=1, description="Numéro du dossier (sa page, case-<n°>, le donne)."),
+        )
+    ]
+    if form is not None:
+        params.append(
+            inspect.Parameter(
+                "donnees",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=form,
+                default=Field(
+                    ... if ev.data.required() else {},
+                    description=f"{ev.data.title} : les champs marqués d'une * sont obligatoires.",
+                ),
+            )
+        )
+    params.append(
+        inspect.Parameter(
+            "acteur",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            annotation=str,
+            default=Field("admin", pattern=ACTOR_PATTERN, description=ACTOR_HELP),
+        )
+    )
+    run.__signature__ = inspect.Signature(params, return_annotation=State)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in params} | {"return": State}
+    run.__name__ = run.__qualname__ = event
+    run.__doc__ = f"{ev.label} : une action sur un dossier, enregistrée dans son historique."
+    name = FLOW_NAMES[event]
+    return flow(name=name, flow_run_name=f"{name}-dossier-{{dossier}}", retries=0, persist_result=False)(run)
+
+
+assert set(FLOW_NAMES) == set(OPERATOR_EVENTS), "every operator event has its form, and only they"
+
+select_candidate = _action_flow("select")
+decline_candidate = _action_flow("decline")
+withdraw_candidate = _action_flow("withdraw")
+contact_training_org = _action_flow("contact_training_org")
+sign_contract = _action_flow("sign_contract")
+start_training = _action_flow("start_training")
+complete_training = _action_flow("complete_training")
+break_contract = _action_flow("break_contract")
+cancel_case = _action_flow("cancel")

@@ -1,0 +1,168 @@
+"""A case's page, in French markdown: what an agent reads in the Prefect UI (artifact ``case-<id>``).
+
+Everything a person typed (names, reasons) is data: ``text()`` escapes every markdown and HTML
+character and shows a line break as a space, so that a name cannot add a link, an image, a heading or
+a table row to the page.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlmodel import Session
+
+from states.lifecycle import BY_NAME, LABELS, OPENING, State
+from states.outbox.render import CONTRACT_TYPES, RUPTURE_REASONS, euros, french_day, french_instant
+from states.views import case_page
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+_ESCAPE_LEVEL = {0: "aucune", 1: "relance envoyée", 2: "escaladé au préfet", 3: "escaladé à l'ANCT"}
+_TRANCHE_STATUS = {"scheduled": "à verser", "paid": "versée", "cancelled": "annulée"}
+
+
+def text(value: Any) -> str:
+    """Return ``value`` as inert markdown text: markup characters escaped, HTML and line breaks neutralised."""
+    raw = " ".join(str(value).split())
+    raw = raw.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKDOWN.sub(r"\\\1", raw)
+
+
+def state_label(state: str | None) -> str:
+    """Return the French label of a state (or a dash when there is none)."""
+    if not state:
+        return "—"
+    try:
+        return LABELS[State(state)]
+    except ValueError:
+        return text(state)
+
+
+def event_label(event: str) -> str:
+    if event == OPENING.name:
+        return OPENING.label
+    ev = BY_NAME.get(event)
+    return ev.label if ev and ev.label else text(event)
+
+
+def _day(value: str | None) -> str:
+    return french_day(value) if value else "—"
+
+
+def _actor(actor: str) -> str:
+    kind, _, ref = actor.partition(":")
+    return {
+        "admin": "ANCT (admin)",
+        "system": "Conum (automatique)",
+        "structure": f"structure n° {ref}",
+        "candidate": f"candidat n° {ref}",
+        "prefet": f"préfecture ({ref})",
+    }.get(kind, text(actor))
+
+
+def _data(data: dict[str, Any]) -> str:
+    shown = []
+    for key, value in data.items():
+        if key == "type":
+            shown.append(f"contrat {text(CONTRACT_TYPES.get(str(value), value))}")
+        elif key == "reason":
+            shown.append(f"motif : {text(RUPTURE_REASONS.get(str(value), value))}")
+        elif key.endswith("_cents") and isinstance(value, int):
+            shown.append(euros(value))
+        elif key in ("start", "end", "date") and isinstance(value, str):
+            shown.append(f"{ {'start': 'début', 'end': 'fin', 'date': 'le'}[key] } {french_day(value)}")
+        elif key == "org":
+            shown.append(f"organisme n° {text(value)}")
+        else:
+            shown.append(f"{text(key)} : {text(value)}")
+    return " ; ".join(shown) or "—"
+
+
+def summary(page: dict[str, Any]) -> str:
+    """Return one French sentence that says what the case is: its state, structure and candidate."""
+    s, c = page["structure"], page["candidate"]
+    who = "candidat anonymisé" if c["anonymised"] else text(c["name"])
+    return (
+        f"Dossier n° {page['id']} : {who} (candidat n° {c['id']}) présenté à {text(s['name'])} "
+        f"(structure n° {s['id']}, département {text(s['departement'])}) — étape « {state_label(page['state'])} »."
+    )
+
+
+def render(page: dict[str, Any]) -> str:
+    """Return the case's page as markdown (French)."""
+    s = page["structure"]
+    lines = [f"# Dossier n° {page['id']} — {state_label(page['state'])}", "", summary(page), ""]
+    lines += ["## Parcours", ""]
+    marks = {"done": "✓", "current": "▶", "todo": "·"}
+    path = [
+        f"**{marks['current']} {step['label']}**"
+        if step["status"] == "current"
+        else f"{marks[step['status']]} {step['label']}"
+        for step in page["path"]
+    ]
+    lines += [" → ".join(path), ""]
+    lines += ["## Échéance", ""]
+    if page["open"] and page.get("deadline_at"):
+        lines.append(f"- Échéance : {french_instant(page['deadline_at'])}")
+    else:
+        lines.append("- Échéance : aucune")
+    if page.get("due_at"):
+        lines.append(f"- Prochaine étape automatique (relance, escalade ou délai) : {french_instant(page['due_at'])}")
+    lines.append(f"- Escalade : {_ESCAPE_LEVEL.get(page['escalation_level'], str(page['escalation_level']))}")
+    lines.append(
+        f"- Structure : {text(s['name'])}, {s['posts']} poste(s), {'privée' if s['kind'] == 'private' else 'publique'}"
+    )
+    lines.append("")
+    lines += ["## Contrat", ""]
+    contract = page.get("contract")
+    if contract:
+        org = page.get("training_org")
+        lines.append(f"- Type : {text(CONTRACT_TYPES.get(contract['type'], contract['type']))}")
+        lines.append(
+            f"- Du {_day(contract['start'])} au {_day(contract['end']) if contract['end'] else '— (sans fin)'}"
+        )
+        if contract.get("salary_cents") is not None:
+            lines.append(f"- Salaire brut mensuel : {euros(contract['salary_cents'])}")
+        if org:
+            lines.append(f"- Organisme de formation : {text(org['name'])} (n° {org['id']})")
+        if page.get("subsidy_cents") is not None:
+            lines.append(
+                f"- Subvention : {euros(page['subsidy_cents'])} ({contract.get('funded_months')} mois financés)"
+            )
+        if page.get("recovery_cents"):
+            lines.append(f"- À reverser : {euros(page['recovery_cents'])}")
+    else:
+        org = page.get("training_org")
+        lines.append(
+            "Pas encore de contrat." + (f" Organisme de formation contacté : {text(org['name'])}." if org else "")
+        )
+    lines.append("")
+    lines += ["## Tranches", ""]
+    if page["tranches"]:
+        lines += ["| Tranche | Montant | Échéance | État | Versée le |", "|---|---|---|---|---|"]
+        for t in page["tranches"]:
+            lines.append(
+                f"| {t['number']} | {euros(t['amount_cents'])} | {_day(t['due_on'])} | "
+                f"{_TRANCHE_STATUS.get(t['status'], text(t['status']))} | {_day(t['paid_at'])} |"
+            )
+    else:
+        lines.append("Aucune tranche (elles naissent à la signature du contrat).")
+    lines.append("")
+    lines += [
+        "## Historique",
+        "",
+        "| Quand | Qui | Action | De | Vers | Détail | Exécution |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for h in page["history"]:
+        run = f"`{re.sub(r'[^0-9a-f]', '', str(h['flow_run_id']))[:8]}`" if h.get("flow_run_id") else "—"
+        lines.append(
+            f"| {french_instant(h['at'])} | {_actor(h['actor'])} | {event_label(h['event'])} | "
+            f"{state_label(h['from'])} | {state_label(h['to'])} | {_data(h['data'])} | {run} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def page_markdown(session: Session, case_id: int) -> str:
+    """Return the markdown page of a case read from the database."""
+    return render(case_page(session, case_id))
