@@ -36,6 +36,7 @@ from sqlalchemy import Engine
 from states import config
 from states.clock import now, utc
 from states.db import get_engine
+from states.errors import Held
 from states.policy import Policy
 
 #: Prefect refuses (and fails the whole run for) an artifact key with anything but these characters.
@@ -111,3 +112,17 @@ def without_heartbeats() -> Iterator[None]:
     """Run the flow runs started inside without heartbeats (see the module docstring for when)."""
     with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
+
+
+def fail_if_held(held: Sequence[int], run_name: str) -> None:
+    """Fail the run, on one French line, when due cases held by another run or action were left undone.
+
+    A batch run that left work undone must not look like a success: the run ends ``Failed`` and the
+    next scheduled run (or a manual one) does what is left.
+    """
+    if held:
+        shown = ", ".join(map(str, held[:20])) + (", …" if len(held) > 20 else "")
+        raise Held(
+            f"{len(held)} dossier(s) dû(s) verrouillé(s) par une autre exécution ou action n'ont pas été traités "
+            f"({shown}) : relancez {run_name} une fois celle-ci terminée"
+        )

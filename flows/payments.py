@@ -17,7 +17,7 @@ from datetime import datetime
 
 from prefect import flow, get_run_logger
 
-from flows.common import engine, instant, policy, settings, table
+from flows.common import engine, fail_if_held, instant, policy, settings, table
 from states import batch
 from states.clock import show
 from states.dashboard import payments_by_structure
@@ -54,6 +54,7 @@ def pay_tranches(at: datetime | None = None, chunk: int = 500) -> dict[str, int]
         orders.retried,
         orders.failed,
     )
+    fail_if_held(report.held, "le paiement des tranches")
     return {
         "paid": report.paid,
         "amount_cents": report.amount_cents,

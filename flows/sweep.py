@@ -17,7 +17,7 @@ from datetime import datetime
 
 from prefect import flow, get_run_logger
 
-from flows.common import MAX_ROWS, Progress, engine, instant, markdown, policy, table
+from flows.common import MAX_ROWS, Progress, engine, fail_if_held, instant, markdown, policy, table
 from states import batch
 from states.clock import show
 from states.dashboard import due_count
@@ -63,4 +63,5 @@ def sweep_deadlines(at: datetime | None = None, chunk: int = 500) -> dict[str, i
         counts["timed_out"],
         len(report.failures),
     )
+    fail_if_held(report.held, "le balayage des échéances")
     return {**counts, "skipped": len(report.failures)}

@@ -7,11 +7,17 @@ and a tranche goes from ``scheduled`` to ``paid`` only once. On SQLite the
 chunks' transactions serialise (``BEGIN IMMEDIATE``); on PostgreSQL each
 chunk locks its rows with ``FOR UPDATE SKIP LOCKED`` so concurrent runs share
 the work. One case that fails is reported and skipped; the rest goes on.
+
+A run never reports success with due work left undone: on PostgreSQL, the due
+cases another transaction holds (another run, an operator's action) are waited
+for, up to ``wait`` seconds, and done once free; those still held then are
+reported in ``held``, and the callers make that a non-zero outcome.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +29,7 @@ from sqlmodel.sql.expression import Select
 
 from states import service
 from states.clock import not_in_future, paris_day, utc
-from states.db import is_sqlite, write_session
+from states.db import is_sqlite, read_session, write_session
 from states.deadlines import Step
 from states.errors import ConumError
 from states.lifecycle import State
@@ -41,6 +47,7 @@ class SweepReport:
     timed_out: int = 0
     steps: list[Step] = field(default_factory=list)
     failures: dict[int, str] = field(default_factory=dict)
+    held: list[int] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {"reminded": self.reminded, "escalated": self.escalated, "timed_out": self.timed_out}
@@ -59,6 +66,7 @@ class Payment:
 class PayReport:
     payments: list[Payment] = field(default_factory=list)
     failures: dict[int, str] = field(default_factory=dict)
+    held: list[int] = field(default_factory=list)
 
     @property
     def paid(self) -> int:
@@ -70,6 +78,11 @@ class PayReport:
 
 
 Progress = Callable[[int], None]
+
+#: How long a batch run waits, at most, for due cases another transaction holds before reporting them held.
+HELD_WAIT_SECONDS = 10.0
+#: How often it looks again meanwhile.
+_HELD_POLL_SECONDS = 0.2
 
 _CHUNK_TRANCHES = (
     select(Tranche)
@@ -86,6 +99,9 @@ def _in_chunks(
     chunk: int,
     progress: Callable[[], None] | None,
     prepare: Callable[[Session, Sequence[Case]], None] | None = None,
+    *,
+    held: list[int],
+    wait: float | None = None,
 ) -> None:
     """Run ``work`` on each case ``due`` selects (with its structure and candidate), one write
     transaction per chunk.
@@ -93,8 +109,37 @@ def _in_chunks(
     ``prepare`` loads, once per chunk, what else ``work`` needs of the chunk's cases (the cases
     are locked by then). A case whose work fails is rolled back alone (a savepoint), reported in
     ``failures`` and not selected again; a case on which ``work`` did nothing is not selected again.
+    On PostgreSQL, due cases locked by another transaction are skipped, looked at again until
+    ``wait`` seconds have passed, and those still due and locked then are put in ``held``.
     """
     skip: set[int] = set()
+    give_up = time.monotonic() + max(0.0, HELD_WAIT_SECONDS if wait is None else wait)
+    while True:
+        _chunks(engine, due, work, failures, chunk, progress, prepare, skip)
+        if is_sqlite(engine):
+            return  # writers run one at a time there: nothing due was held
+        with read_session(engine) as session:
+            left = [i for i in session.scalars(due.with_only_columns(col(Case.id))) if i and i not in skip]
+        if not left:
+            return
+        if time.monotonic() >= give_up:
+            held.extend(sorted(left))
+            logger.warning("%s due case(s) held by another transaction: %s", len(left), left)
+            return
+        time.sleep(min(_HELD_POLL_SECONDS, max(0.0, give_up - time.monotonic())))
+
+
+def _chunks(
+    engine: Engine,
+    due: Select[Case, Structure, Candidate],
+    work: Callable[[Session, Case, tuple[Structure, Candidate]], bool],
+    failures: dict[int, str],
+    chunk: int,
+    progress: Callable[[], None] | None,
+    prepare: Callable[[Session, Sequence[Case]], None] | None,
+    skip: set[int],
+) -> None:
+    """One pass of ``_in_chunks`` over the due cases not locked by others."""
     while True:
         with write_session(engine) as session:
             q = due.limit(chunk)
@@ -135,9 +180,18 @@ def _due(*where: Any) -> Select[Case, Structure, Candidate]:
 
 
 def sweep(
-    engine: Engine, at: datetime, policy: Policy, chunk: int = 500, progress: Progress | None = None
+    engine: Engine,
+    at: datetime,
+    policy: Policy,
+    chunk: int = 500,
+    progress: Progress | None = None,
+    wait: float | None = None,
 ) -> SweepReport:
-    """Send each reminder, escalation and time-out due on or before ``at``, exactly once."""
+    """Send each reminder, escalation and time-out due on or before ``at``, exactly once.
+
+    Cases another transaction holds are waited for up to ``wait`` seconds (default ``HELD_WAIT_SECONDS``),
+    then reported in ``held``.
+    """
     at = utc(not_in_future(at, "the sweep"))
     report = SweepReport()
 
@@ -155,12 +209,32 @@ def sweep(
         return True
 
     due = _due(col(Case.due_at) <= at).order_by(col(Case.due_at), col(Case.id))
-    _in_chunks(engine, due, work, report.failures, chunk, progress and (lambda: progress(len(report.steps))))
+    _in_chunks(
+        engine,
+        due,
+        work,
+        report.failures,
+        chunk,
+        progress and (lambda: progress(len(report.steps))),
+        held=report.held,
+        wait=wait,
+    )
     return report
 
 
-def pay(engine: Engine, at: datetime, policy: Policy, chunk: int = 500, progress: Progress | None = None) -> PayReport:
-    """Pay each tranche due on or before ``at`` of the cases in post, exactly once."""
+def pay(
+    engine: Engine,
+    at: datetime,
+    policy: Policy,
+    chunk: int = 500,
+    progress: Progress | None = None,
+    wait: float | None = None,
+) -> PayReport:
+    """Pay each tranche due on or before ``at`` of the cases in post, exactly once.
+
+    Cases another transaction holds are waited for up to ``wait`` seconds (default ``HELD_WAIT_SECONDS``),
+    then reported in ``held``.
+    """
     at = utc(not_in_future(at, "the payment run"))
     today = paris_day(at)
     report = PayReport()
@@ -182,5 +256,15 @@ def pay(engine: Engine, at: datetime, policy: Policy, chunk: int = 500, progress
         col(Tranche.case_id) == col(Case.id), col(Tranche.status) == "scheduled", col(Tranche.due_on) <= today
     )
     due = _due(col(Case.state) == State.IN_POST.value, has_due).order_by(col(Case.id))
-    _in_chunks(engine, due, work, report.failures, chunk, progress and (lambda: progress(report.paid)), prepare)
+    _in_chunks(
+        engine,
+        due,
+        work,
+        report.failures,
+        chunk,
+        progress and (lambda: progress(report.paid)),
+        prepare,
+        held=report.held,
+        wait=wait,
+    )
     return report

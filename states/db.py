@@ -18,8 +18,11 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session
 
-from states.errors import BadInput, ConumError
+from states.errors import BadInput, Conflict, ConumError
 from states.paths import MIGRATIONS
+
+#: SQLSTATEs of a transaction the database rolled back to let a concurrent one finish: retrying it is safe.
+_CONFLICTS = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -69,6 +72,11 @@ def write_session(engine: Engine) -> Iterator[Session]:
             with session.begin():
                 yield session
         except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) in _CONFLICTS:  # PostgreSQL broke a deadlock, or SERIALIZABLE
+                raise Conflict(
+                    "another change of the same rows ran at the same time and the database stopped this one "
+                    "(rule: conflict): nothing was changed; run it again"
+                ) from None
             raise ConumError(f"database error ({exc.orig}): check the database is reachable and retry") from None
 
 

@@ -46,3 +46,9 @@ class BadInput(ConumError):
 
 class PolicyError(ConumError):
     rule = "policy"
+
+
+class Held(ConumError):
+    """A batch run left due cases undone: another transaction held them for longer than the run waits."""
+
+    rule = "held"

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
-from states.db import get_engine, migrate
+from states import registry, service
+from states.clock import parse_instant
+from states.db import get_engine, migrate, write_session
+from states.policy import Policy
 
 
 @cache
@@ -86,3 +93,71 @@ def race_two_signings(engine: Engine) -> tuple[list[int], dict[int, Exception]]:
     rival.join(timeout=90)
     assert not rival.is_alive(), "the second signing never finished"
     return cases, refused
+
+
+PG_URL = os.environ.get("CONUM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@contextmanager
+def postgres_database(prefix: str = "conum_test") -> Iterator[str]:
+    """Create a PostgreSQL database of its own on the test server, migrated; yield its URL; drop it.
+
+    It never skips: a test that asks for PostgreSQL fails when the server does not answer.
+    """
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    admin = psycopg.connect(
+        make_url(PG_URL).set(drivername="postgresql").render_as_string(hide_password=False),
+        autocommit=True,
+        connect_timeout=5,
+    )
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        migrate(url)
+        yield url
+    finally:
+        get_engine(url).dispose()
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def walk_case(s: Any, structure: int, org: int, *, to: str) -> int:
+    """One case (of a new candidate) taken to ``to`` (``presented``, ``contacted`` or ``in_post``); return its id."""
+    cid = registry.add_candidate(s, name="Lou Martin", email="lou@exemple.fr")
+    case = service.present(s, structure, cid, at=parse_instant("2026-03-02T10:00"), policy=Policy()).id or 0
+    if to == "presented":
+        return case
+    service.fire(s, case, "select", at=parse_instant("2026-03-03T10:00"), policy=Policy())
+    service.fire(
+        s, case, "contact_training_org", at=parse_instant("2026-03-04T10:00"), data={"org": org}, policy=Policy()
+    )
+    if to == "contacted":
+        return case
+    contract = {"type": "CDD", "start": "2026-04-01", "end": "2028-03-31", "salary": "1900.00"}
+    service.fire(s, case, "sign_contract", at=parse_instant("2026-03-05T10:00"), data=contract, policy=Policy())
+    service.fire(s, case, "start_training", at=parse_instant("2026-04-02T10:00"), policy=Policy())
+    service.fire(
+        s, case, "complete_training", at=parse_instant("2026-08-03T10:00"), data={"date": "2026-08-03"}, policy=Policy()
+    )
+    return case
+
+
+def walked_cases(url: str, n: int, to: str) -> list[int]:
+    """``n`` cases of one structure with ``n`` posts, each taken to ``to`` (see ``walk_case``)."""
+    with write_session(get_engine(url)) as s:
+        org = registry.add_training_org(s, name="Simplon.co")
+        structure = registry.add_structure(s, name="Mairie", departement="86", posts=n)
+        return [walk_case(s, structure, org, to=to) for _ in range(n)]
+
+
+def hold_case(url: str, case: int) -> Any:
+    """Another transaction takes the row lock of ``case`` and keeps it until rolled back."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    conn = psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+    conn.execute("SELECT id FROM recruitment_case WHERE id = %s FOR UPDATE", (case,))
+    return conn

@@ -5,6 +5,9 @@ commands that change something take ``--actor``. A refused command prints one
 message on stderr naming the rule and what to do, prints nothing on stdout,
 exits non-zero (1: a rule or permission refused, 2: bad input, 3: a
 concurrent change, 4: not found) and leaves the database untouched.
+A sweep or a payment run that had to leave due cases undone, because another
+run or action held them longer than it waits, prints its report and then one
+line on stderr, and exits 5.
 """
 
 from __future__ import annotations
@@ -50,7 +53,9 @@ Actor = Annotated[
     str, typer.Option("--actor", help="Who acts: admin, structure:<id>, candidate:<id> or prefet:<département>.")
 ]
 
-EXIT = {errors.BadInput: 2, errors.Conflict: 3, errors.NotFound: 4}
+EXIT = {errors.BadInput: 2, errors.Conflict: 3, errors.NotFound: 4, errors.Held: 5}
+#: A batch run did its work but left due cases that another run or action held.
+EXIT_HELD = EXIT[errors.Held]
 # Piped output is not cut to 80 columns: states and instants stay whole. No markup and no highlighting:
 # names and reasons are printed as they were typed (styles are given with Text objects).
 out = (
@@ -63,11 +68,16 @@ def one_line(text: str) -> str:
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))
 
 
-def fail(message: str, code: int) -> None:
+def fail(message: str, code: int, label: str = "refused:") -> None:
     """Print one refusal line on stderr (the message is text, never markup) and exit with ``code``."""
-    line = Text.assemble(("refused:", "bold red"), " ", one_line(message))
+    line = Text.assemble((label, "bold red"), " ", one_line(message))
     Console(stderr=True, highlight=False, soft_wrap=True).print(line)
     raise typer.Exit(code)
+
+
+def warn(message: str, code: int) -> None:
+    """After a report was printed: one line on stderr saying what was left undone, and exit with ``code``."""
+    fail(message, code, "incomplete:")
 
 
 def run(argv: list[str] | None = None) -> None:

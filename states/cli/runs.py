@@ -8,6 +8,7 @@ import typer
 
 from states import errors
 from states.cli.app import (
+    EXIT_HELD,
     Actor,
     At,
     Db,
@@ -20,19 +21,40 @@ from states.cli.app import (
     out,
     policy,
     url,
+    warn,
 )
+
+Wait = Annotated[
+    float | None,
+    typer.Option(
+        "--wait",
+        min=0,
+        help="Seconds to wait, at most, for due cases another run or action holds (PostgreSQL; default 10).",
+    ),
+]
+
+
+def _held(held: list[int], command: str) -> None:
+    """Exit with EXIT_HELD, saying on one line which due cases were held and left undone."""
+    if held:
+        shown = ", ".join(map(str, held[:20])) + (", …" if len(held) > 20 else "")
+        warn(
+            f"{len(held)} due case(s) held by another run or action were left undone ({shown}) (rule: held): "
+            f"run `conum {command}` again once it is over",
+            EXIT_HELD,
+        )
 
 
 @app.command()
 @guarded
-def sweep(db: Db = None, as_json: Json = False, at: At = None, actor: Actor = "system") -> None:
+def sweep(db: Db = None, as_json: Json = False, at: At = None, actor: Actor = "system", wait: Wait = None) -> None:
     """Send every reminder, escalation and time-out due."""
     from states import batch
 
     if actor != "system":
         raise errors.NotAllowed(f"{actor} may not run the sweep (rule: who acts): it acts as system")
-    report = batch.sweep(engine(db), instant(at), policy())
-    counts = report.counts()
+    report = batch.sweep(engine(db), instant(at), policy(), wait=wait)
+    counts: dict[str, object] = {**report.counts(), **({"held": report.held} if report.held else {})}
     emit(
         counts,
         as_json,
@@ -40,19 +62,23 @@ def sweep(db: Db = None, as_json: Json = False, at: At = None, actor: Actor = "s
             f"{counts['reminded']} reminded, {counts['escalated']} escalated, {counts['timed_out']} timed out"
         ),
     )
+    _held(report.held, "sweep")
 
 
 @app.command()
 @guarded
-def pay(db: Db = None, as_json: Json = False, at: At = None, actor: Actor = "system") -> None:
+def pay(db: Db = None, as_json: Json = False, at: At = None, actor: Actor = "system", wait: Wait = None) -> None:
     """Pay every tranche due."""
     from states import batch
 
     if actor != "system":
         raise errors.NotAllowed(f"{actor} may not pay tranches (rule: who acts): payments act as system")
-    report = batch.pay(engine(db), instant(at), policy())
-    result = {"paid": report.paid, "amount_cents": report.amount_cents}
+    report = batch.pay(engine(db), instant(at), policy(), wait=wait)
+    result: dict[str, object] = {"paid": report.paid, "amount_cents": report.amount_cents}
+    if report.held:
+        result["held"] = report.held
     emit(result, as_json, lambda: out.print(f"{report.paid} tranche(s) paid, {report.amount_cents / 100:,.2f} €"))
+    _held(report.held, "pay")
 
 
 @app.command()
