@@ -26,6 +26,8 @@ EXPECTED = {
     "pay-tranches",
     "deliver-notifications",
     "programme-dashboard",
+    "decide-case",
+    "follow-cases",
     *FLOW_NAMES.values(),
 }
 
