@@ -27,6 +27,8 @@ EXPECTED = {
     "deliver-notifications",
     "programme-dashboard",
     "retention",
+    "decide-case",
+    "follow-cases",
     *FLOW_NAMES.values(),
 }
 
