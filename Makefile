@@ -10,7 +10,7 @@ RUN := run
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,scale,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -50,3 +50,17 @@ up: $(STAMP)
 
 down:
 	bash scripts/down.sh
+
+# Prefect's scaled layout on this machine: Prefect and Conum on PostgreSQL, Redis, two API servers,
+# the background services apart, two workers (docs/scaling.md)
+.PHONY: up-scaled down-scaled bench
+
+up-scaled: $(STAMP)
+	bash scripts/up-scaled.sh
+
+down-scaled:
+	bash scripts/down.sh
+
+# every figure beside its floor, written to bench/results.md (about ten minutes)
+bench: $(STAMP) $(RUN)/prefect/prefect.db
+	$(BIN)/python bench/run.py

@@ -23,6 +23,7 @@ the report. It prints figures and asserts nothing.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -86,7 +87,7 @@ def prefect_database() -> None:
     print(f"Prefect database  created in {time.perf_counter() - t0:,.1f} s (once per machine; not counted below)")
 
 
-def run_command(posts: int, seed: int, folder: Path) -> None:
+def run_command(posts: int, seed: int, folder: Path, figures: Path | None = None) -> None:
     prefect_database()
     cmd = [str(CONUM), "simulate", "--posts", str(posts), "--seed", str(seed), "--report", str(folder / "report.html")]
     print("$", " ".join(cmd), flush=True)
@@ -108,6 +109,18 @@ def run_command(posts: int, seed: int, folder: Path) -> None:
     print(f"peak RSS, all     {mib(peak_tree)} (the command, its delivery process and the Prefect server together)")
     for name, seconds in sorted(cpu.values(), key=lambda item: -item[1]):
         print(f"CPU {seconds:7.1f} s    {name[:100]}")
+    if figures:
+        figures.write_text(
+            json.dumps(
+                {
+                    "posts": posts,
+                    "returncode": proc.returncode,
+                    "wall_s": wall,
+                    "peak_one_mib": children.ru_maxrss / 1024,
+                    "peak_all_mib": peak_tree / 1024,
+                }
+            )
+        )
 
 
 class Clock:
@@ -207,6 +220,7 @@ def main() -> None:
         "--inline-delivery", action="store_true", help="with --breakdown: deliver in the day loop, not beside it"
     )
     parser.add_argument("--keep", type=Path, help="work in this (new) folder and keep it, instead of a temporary one")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file, as one JSON object")
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="conum-bench-sim-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -215,7 +229,7 @@ def main() -> None:
         if args.breakdown:
             breakdown(args.posts, args.seed, folder, args.inline_delivery)
         else:
-            run_command(args.posts, args.seed, folder)
+            run_command(args.posts, args.seed, folder, args.json)
     finally:
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)

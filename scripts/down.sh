@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Stop what `scripts/up.sh` started, and nothing else (the process ids are in run/*.pid):
-# 1. the worker, with SIGINT (a worker started with SIGINT ignored would not stop: up.sh takes
+# Stop what `scripts/up.sh` or `scripts/up-scaled.sh` started, and nothing else (the process ids are in
+# run/*.pid, or in $CONUM_RUN_DIR):
+# 1. each worker, with SIGINT (a worker started with SIGINT ignored would not stop: up.sh takes
 #    care of that); the flow runs it started run in sessions of their own: they are tracked as
 #    its children, given WAIT seconds (default 60) to finish, then SIGTERM — a batch run loses at
 #    most the chunk in progress, which rolls back, and the next run does it;
-# 2. the Prefect server, with SIGTERM (its process group: the server and its own children).
+# 2. each Prefect server and the background services, with SIGTERM (its process group: the process and its
+#    own children).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUN="$(pwd)/run"
+RUN="${CONUM_RUN_DIR:-$(pwd)/run}"
 WAIT="${WAIT:-60}"
 
 alive() { kill -0 "$1" 2>/dev/null; }
@@ -27,18 +29,15 @@ wait_gone() {
 }
 
 stop_worker() {
-  local file="$RUN/prefect-worker.pid" pid child runs=()
-  if [ ! -f "$file" ]; then
-    echo "worker: not started by make up (no run/prefect-worker.pid)"
-    return
-  fi
+  local file=$1 name pid child runs=()
+  name=$(basename "$file" .pid)
   pid=$(cat "$file")
   if ! alive "$pid"; then
-    echo "worker: already stopped"
+    echo "$name: already stopped"
     rm -f "$file"
     return
   fi
-  echo "worker: stopping (pid $pid, SIGINT)"
+  echo "$name: stopping (pid $pid, SIGINT)"
   runs+=($(pgrep -P "$pid" || true))
   kill -INT "$pid" 2>/dev/null || true
   local until=$((SECONDS + WAIT))
@@ -47,46 +46,49 @@ stop_worker() {
     sleep 0.5
   done
   if alive "$pid"; then
-    echo "worker: still running after ${WAIT}s: SIGINT again (it then kills itself)"
+    echo "$name: still running after ${WAIT}s: SIGINT again (it then kills itself)"
     kill -INT "$pid" 2>/dev/null || true
     wait_gone 15 "$pid" || { kill -KILL "$pid" 2>/dev/null || true; }
   fi
   if [ "${#runs[@]}" -gt 0 ] && ! wait_gone "$WAIT" "${runs[@]}"; then
     for child in "${runs[@]}"; do
       if alive "$child" && ps -o args= -p "$child" | grep -q prefect; then # not a reused pid
-        echo "worker: flow run process $child still running after ${WAIT}s: SIGTERM"
+        echo "$name: flow run process $child still running after ${WAIT}s: SIGTERM"
         kill -TERM -- "-$child" 2>/dev/null || kill -TERM "$child" 2>/dev/null || true
         wait_gone 15 "$child" || { kill -KILL -- "-$child" 2>/dev/null || kill -KILL "$child" 2>/dev/null || true; }
       fi
     done
   fi
   rm -f "$file"
-  echo "worker: stopped"
+  echo "$name: stopped"
 }
 
 stop_server() {
-  local file="$RUN/prefect-server.pid" pid
-  if [ ! -f "$file" ]; then
-    echo "Prefect server: not started by make up (no run/prefect-server.pid)"
-    return
-  fi
+  local file=$1 name pid
+  name=$(basename "$file" .pid)
   pid=$(cat "$file")
   if ! group_alive "$pid"; then
-    echo "Prefect server: already stopped"
+    echo "$name: already stopped"
     rm -f "$file"
     return
   fi
-  echo "Prefect server: stopping (process group $pid, SIGTERM)"
+  echo "$name: stopping (process group $pid, SIGTERM)"
   kill -TERM -- "-$pid" 2>/dev/null || true
   local until=$((SECONDS + 30))
   while group_alive "$pid" && [ "$SECONDS" -lt "$until" ]; do sleep 0.5; done
   if group_alive "$pid"; then
-    echo "Prefect server: still running after 30 s: SIGKILL"
+    echo "$name: still running after 30 s: SIGKILL"
     kill -KILL -- "-$pid" 2>/dev/null || true
   fi
   rm -f "$file"
-  echo "Prefect server: stopped"
+  echo "$name: stopped"
 }
 
-stop_worker
-stop_server
+shopt -s nullglob
+workers=("$RUN"/prefect-worker*.pid)
+servers=("$RUN"/prefect-server*.pid "$RUN"/prefect-services.pid)
+[ "${#workers[@]}" -gt 0 ] || echo "worker: not started by make up (no run/prefect-worker*.pid)"
+[ "${#servers[@]}" -gt 0 ] || echo "Prefect server: not started by make up (no run/prefect-server*.pid)"
+for file in "${workers[@]}"; do stop_worker "$file" & done
+wait
+for file in "${servers[@]}"; do stop_server "$file"; done
