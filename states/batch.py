@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
 from states import service
+from states.applications import service as applications
 from states.clock import not_in_future, paris_day, utc
 from states.db import is_sqlite, write_session
 from states.deadlines import Step
@@ -41,6 +42,9 @@ class SweepReport:
     timed_out: int = 0
     steps: list[Step] = field(default_factory=list)
     failures: dict[int, str] = field(default_factory=dict)
+    #: the steps applied to structures' applications, and the applications skipped (``states.applications``)
+    application_steps: list[Step] = field(default_factory=list)
+    application_failures: dict[int, str] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {"reminded": self.reminded, "escalated": self.escalated, "timed_out": self.timed_out}
@@ -156,6 +160,7 @@ def sweep(
 
     due = _due(col(Case.due_at) <= at).order_by(col(Case.due_at), col(Case.id))
     _in_chunks(engine, due, work, report.failures, chunk, progress and (lambda: progress(len(report.steps))))
+    report.application_steps, report.application_failures = applications.sweep(engine, at, policy, chunk)
     return report
 
 
