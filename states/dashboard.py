@@ -19,13 +19,16 @@ from sqlalchemy import Engine, func, or_
 from sqlalchemy import select as sql_select
 from sqlmodel import Session, col, select
 
+from states.applications.figures import PostsTables, posts_tables
 from states.clock import paris_day, show, utc
+from states.config import policy as config_policy
 from states.db import read_session
 from states.geo import name_of, region_of
 from states.lifecycle import LABELS, OPEN, State
 from states.machine import mermaid
 from states.models import Case, Structure, Tranche
 from states.outbox.render import euros
+from states.policy import Policy
 
 #: The escalation level from which a case needs someone above the structure (2 préfet, 3 ANCT).
 ESCALATED = 2
@@ -267,6 +270,8 @@ class Dashboard:
     attention: list[dict[str, Any]] = field(default_factory=list)
     money: list[MonthMoney] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+    #: posts requested / validated / under contract, by département, région and nationally against the envelope
+    posts: PostsTables = field(default_factory=PostsTables)
 
     def summary_markdown(self) -> str:
         """The summary the ANCT reads first, in French."""
@@ -300,7 +305,7 @@ def lifecycle_markdown() -> str:
     )
 
 
-def build(engine: Engine, at: datetime) -> Dashboard:
+def build(engine: Engine, at: datetime, policy: Policy | None = None) -> Dashboard:
     """Compute the whole dashboard at ``at`` in one read transaction."""
     with read_session(engine) as session, session.begin():
         counts = counts_by_departement(session)
@@ -313,4 +318,5 @@ def build(engine: Engine, at: datetime) -> Dashboard:
             attention=rows,
             money=money_by_month(session),
             counts=_sum(counts.values()),
+            posts=posts_tables(session, policy or config_policy()),
         )

@@ -72,6 +72,9 @@ def notify(ctx: AppContext, kind: str, recipients: tuple[str, ...], **extra: Any
         "state": app.state,
         "posts_requested": app.posts_requested,
         "posts_validated": app.posts_validated,
+        "change_posts": app.change_posts,
+        "opinion": app.opinion,
+        "due_at": None,
         "at": show(ctx.at),
         "deadline_at": show(app.deadline_at),
         "escalation_level": app.escalation_level,
@@ -215,12 +218,12 @@ def _sign(ctx: AppContext) -> None:
 
 def _request(ctx: AppContext) -> None:
     ctx.app.change_posts = ctx.data["posts"]
-    notify(ctx, "application_submitted", ("prefet",), change_posts=ctx.data["posts"])
+    notify(ctx, "application_submitted", ("prefet",))
 
 
 def _opinion(ctx: AppContext) -> None:
     ctx.app.opinion = ctx.data["opinion"]
-    notify(ctx, "application_opinion", ("anct",), opinion=ctx.data["opinion"])
+    notify(ctx, "application_opinion", ("anct",))
 
 
 def _step(ctx: AppContext) -> None:
