@@ -8,7 +8,9 @@ there); this flow only publishes them. Artifact keys:
 - ``dashboard-regions``: cases by région and state;
 - ``dashboard-attention``: open cases overdue or escalated;
 - ``dashboard-money``: subsidy committed, paid, still to pay and cancelled, by month;
-- ``dashboard-lifecycle``: the lifecycle diagram (mermaid), generated from the table.
+- ``dashboard-lifecycle``: the lifecycle diagram (mermaid), generated from the table;
+- ``dashboard-posts-national``, ``dashboard-posts-regions``, ``dashboard-posts-departements``: posts
+  requested, validated and under contract, against the national envelope and the regional ones.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ KEYS = (
     "dashboard-attention",
     "dashboard-money",
     "dashboard-lifecycle",
+    "dashboard-posts-national",
+    "dashboard-posts-regions",
+    "dashboard-posts-departements",
 )
 
 
@@ -52,6 +57,14 @@ def programme_dashboard(at: datetime | None = None) -> dict[str, Any]:
     )
     table("dashboard-money", dashboard.money_table(d.money), f"Subvention par mois au {stamp}")
     markdown("dashboard-lifecycle", dashboard.lifecycle_markdown(), "Cycle de vie d'un dossier")
+    posts = d.posts
+    table(
+        "dashboard-posts-national",
+        posts.national,
+        f"Postes demandés, validés et sous contrat face à l'enveloppe au {stamp}",
+    )
+    table("dashboard-posts-regions", posts.by_region, f"Postes par région face aux enveloppes au {stamp}")
+    table("dashboard-posts-departements", posts.by_departement, f"Postes par département au {stamp}")
     figures = {
         "cases": sum(d.counts.values()),
         "attention": d.attention_total,

@@ -62,6 +62,37 @@ def row_hash(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def chained_row(
+    key: str,
+    owner_id: int,
+    prev_hash: str | None,
+    *,
+    event: str,
+    from_state: str | None,
+    to_state: str,
+    actor: str,
+    at: datetime,
+    data: dict[str, Any],
+    flow_run_id: str | None,
+) -> dict[str, Any]:
+    """Return a history row (its owner under ``key``) with its hash, chained to ``prev_hash``."""
+    content: dict[str, Any] = {
+        "event": event,
+        "from_state": from_state,
+        "to_state": to_state,
+        "actor": actor,
+        "at": at,
+        "data": data,
+        "flow_run_id": flow_run_id,
+    }
+    digest = row_hash(case_id=owner_id, prev_hash=prev_hash, **content)
+    return {key: owner_id, **content, "prev_hash": prev_hash, "hash": digest}
+
+
+#: Where a chained history lives: its table, the table of the rows it belongs to, and the key that links them.
+CASES = ("history", "recruitment_case", "case_id")
+
+
 @dataclass
 class Break:
     """The first row of a case's history that does not match its chain."""
@@ -93,6 +124,16 @@ class Verification:
         }
 
 
+def flag_broken(view: dict[str, Any], verification: Verification) -> dict[str, Any]:
+    """Add to a view (a case, an application) that its history was rewritten, where: only when it was."""
+    if verification.broken:
+        first = verification.broken[0]
+        where = f"row {first.history_id}" if first.history_id is not None else "its end"
+        view["history_intact"] = False
+        view["history_broken"] = f"{where}: {first.reason}"
+    return view
+
+
 def _load(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
@@ -101,19 +142,23 @@ def _at(value: Any) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
-def _rows(engine: Engine, case_id: int | None) -> Iterator[tuple[Any, ...]]:
-    where = "WHERE h.case_id = :case_id" if case_id is not None else ""
+def _rows(engine: Engine, case_id: int | None, chain: tuple[str, str, str]) -> Iterator[tuple[Any, ...]]:
+    history, owner, key = chain
+    where = f"WHERE h.{key} = :case_id" if case_id is not None else ""
     sql = text(
-        "SELECT h.case_id, h.id, h.event, h.from_state, h.to_state, h.actor, h.at, h.data, h.flow_run_id, "
-        f"h.prev_hash, h.hash, c.history_hash FROM history h JOIN recruitment_case c ON c.id = h.case_id {where} "
-        "ORDER BY h.case_id, h.id"
+        f"SELECT h.{key}, h.id, h.event, h.from_state, h.to_state, h.actor, h.at, h.data, h.flow_run_id, "
+        f"h.prev_hash, h.hash, c.history_hash FROM {history} h JOIN {owner} c ON c.id = h.{key} {where} "
+        f"ORDER BY h.{key}, h.id"
     )
     with engine.connect() as conn:
         yield from conn.execute(sql, {"case_id": case_id} if case_id is not None else {})
 
 
-def verify(engine: Engine, case_id: int | None = None) -> Verification:
-    """Recompute the hash chain of every case (or one); report the first broken row of each."""
+def verify(engine: Engine, case_id: int | None = None, chain: tuple[str, str, str] = CASES) -> Verification:
+    """Recompute the hash chain of every case (or one); report the first broken row of each.
+
+    ``chain`` names another chained history (a structure's application) by its tables (constants, never input).
+    """
     result = Verification()
     current: int | None = None
     prev: str | None = None
@@ -124,7 +169,7 @@ def verify(engine: Engine, case_id: int | None = None) -> Verification:
         if current is not None and not broken_case and prev != last_of_case:
             result.broken.append(Break(current, None, "the case's last recorded hash is not its last row's"))
 
-    for case, hid, event, src, dst, actor, at, data, run, prev_hash, stored, case_hash in _rows(engine, case_id):
+    for case, hid, event, src, dst, actor, at, data, run, prev_hash, stored, case_hash in _rows(engine, case_id, chain):
         if case != current:
             close()
             current, prev, last_of_case, broken_case = case, None, case_hash, False

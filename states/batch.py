@@ -28,6 +28,7 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
 from states import service
+from states.applications import service as applications
 from states.clock import not_in_future, paris_day, utc
 from states.db import is_sqlite, read_session, write_session
 from states.deadlines import Step
@@ -48,6 +49,9 @@ class SweepReport:
     steps: list[Step] = field(default_factory=list)
     failures: dict[int, str] = field(default_factory=dict)
     held: list[int] = field(default_factory=list)
+    #: the steps applied to structures' applications, and the applications skipped (``states.applications``)
+    application_steps: list[Step] = field(default_factory=list)
+    application_failures: dict[int, str] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {"reminded": self.reminded, "escalated": self.escalated, "timed_out": self.timed_out}
@@ -219,6 +223,7 @@ def sweep(
         held=report.held,
         wait=wait,
     )
+    report.application_steps, report.application_failures = applications.sweep(engine, at, policy, chunk)
     return report
 
 

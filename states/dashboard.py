@@ -19,14 +19,17 @@ from sqlalchemy import Engine, func, or_
 from sqlalchemy import select as sql_select
 from sqlmodel import Session, col, select
 
+from states.applications.figures import PostsTables, posts_tables
 from states.audit import verify
 from states.clock import paris_day, show, utc
+from states.config import policy as config_policy
 from states.db import read_session
 from states.geo import name_of, region_of
 from states.lifecycle import LABELS, OPEN, State
 from states.machine import mermaid
 from states.models import Case, Structure, Tranche
 from states.outbox.render import euros
+from states.policy import Policy
 
 #: The escalation level from which a case needs someone above the structure (2 préfet, 3 ANCT).
 ESCALATED = 2
@@ -270,6 +273,8 @@ class Dashboard:
     counts: Counter[str] = field(default_factory=Counter)
     #: Cases whose history chain is broken (rows changed or removed outside Conum; ``conum verify`` names them).
     broken_histories: int = 0
+    #: posts requested / validated / under contract, by département, région and nationally against the envelope
+    posts: PostsTables = field(default_factory=PostsTables)
 
     def summary_markdown(self) -> str:
         """The summary the ANCT reads first, in French."""
@@ -304,7 +309,7 @@ def lifecycle_markdown() -> str:
     )
 
 
-def build(engine: Engine, at: datetime) -> Dashboard:
+def build(engine: Engine, at: datetime, policy: Policy | None = None) -> Dashboard:
     """Compute the whole dashboard at ``at`` in one read transaction (the history chains are checked apart)."""
     broken = len(verify(engine).broken)
     with read_session(engine) as session, session.begin():
@@ -319,4 +324,5 @@ def build(engine: Engine, at: datetime) -> Dashboard:
             attention=rows,
             money=money_by_month(session),
             counts=_sum(counts.values()),
+            posts=posts_tables(session, policy or config_policy()),
         )

@@ -9,14 +9,30 @@ on) and the state's deadline (``deadline_at``). Nothing waits in a process.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
 from states.clock import shift
-from states.lifecycle import DEADLINE_CLOCK, State
-from states.models import Case
+from states.lifecycle import DEADLINE_CLOCK
 from states.policy import Policy
 from states.policy import Step as PolicyStep
+
+
+class Clocked(Protocol):
+    """A row with a deadline clock: a case, or a structure's application."""
+
+    state: str
+    clock_start: datetime | None
+    due_step: int
+    due_at: datetime | None
+    deadline_at: datetime | None
+    escalation_level: int
+
+
+#: Which clock each state runs (by state name); a table other than the case's passes its own.
+Clocks = Mapping[Any, str]
 
 
 @dataclass
@@ -29,9 +45,9 @@ class Step:
     due_at: datetime
 
 
-def reschedule(case: Case, policy: Policy) -> None:
+def reschedule(case: Clocked, policy: Policy, clocks: Clocks = DEADLINE_CLOCK) -> None:
     """Set ``deadline_at`` and ``due_at`` from the state's clock and the next step not yet done."""
-    clock = DEADLINE_CLOCK.get(State(case.state))
+    clock = clocks.get(case.state)
     if clock is None or case.clock_start is None:
         case.deadline_at = case.due_at = None
         return
@@ -44,15 +60,15 @@ def reschedule(case: Case, policy: Policy) -> None:
         case.due_at = None
 
 
-def start_clock(case: Case, start: datetime, policy: Policy) -> None:
+def start_clock(case: Clocked, start: datetime, policy: Policy, clocks: Clocks = DEADLINE_CLOCK) -> None:
     """Start the clock of the case's state at ``start``: no step done, no escalation."""
     case.clock_start, case.due_step, case.escalation_level = start, 0, 0
-    reschedule(case, policy)
+    reschedule(case, policy, clocks)
 
 
-def due_step(case: Case, policy: Policy, at: datetime) -> int | None:
+def due_step(case: Clocked, policy: Policy, at: datetime, clocks: Clocks = DEADLINE_CLOCK) -> int | None:
     """Return the furthest step due on or before ``at`` that is not done yet (earlier ones are superseded)."""
-    clock = DEADLINE_CLOCK.get(State(case.state))
+    clock = clocks.get(case.state)
     if clock is None or case.clock_start is None:
         return None
     found = None
@@ -63,7 +79,9 @@ def due_step(case: Case, policy: Policy, at: datetime) -> int | None:
     return found
 
 
-def step_of(case: Case, policy: Policy, index: int, at: datetime) -> tuple[PolicyStep, datetime]:
+def step_of(
+    case: Clocked, policy: Policy, index: int, at: datetime, clocks: Clocks = DEADLINE_CLOCK
+) -> tuple[PolicyStep, datetime]:
     """Return the step ``index`` of the case's clock and the instant it falls due (``at`` if no clock runs)."""
-    step = policy.deadlines[DEADLINE_CLOCK[State(case.state)]].steps[index]
+    step = policy.deadlines[clocks[case.state]].steps[index]
     return step, shift(case.clock_start or at, step.days, step.months)

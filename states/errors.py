@@ -24,6 +24,20 @@ class IllegalEvent(ConumError):
     rule = "lifecycle"
 
 
+def illegal_event(
+    what: str, state: str, event: str, known: bool, internal: bool, allowed: list[str], fired_by: str
+) -> IllegalEvent:
+    """Return the refusal of an event the table does not allow from ``state``, naming those it allows.
+
+    ``what`` names the row ("case 3"), ``fired_by`` who fires the internal events ("the sweep").
+    """
+    why = "unknown event" if not known else f"an event {fired_by} fires itself" if internal else "not allowed from it"
+    return IllegalEvent(
+        f"{what} is in state '{state}'; '{event}' is {why} (rule: lifecycle). "
+        f"Events allowed from {state}: {', '.join(allowed) or f'none (the {what.split()[0]} is closed)'}"
+    )
+
+
 class NotAllowed(ConumError):
     """The actor may not do this."""
 

@@ -175,7 +175,7 @@ OPENING = Event(
     (),
     State.CANDIDATE_PRESENTED,
     ("admin",),
-    guards=("not_in_future", "candidate_not_anonymised", "candidate_free", "not_presented_twice"),
+    guards=("not_in_future", "convention_signed", "candidate_not_anonymised", "candidate_free", "not_presented_twice"),
     label="Présenter un candidat",
 )
 #: Guards every event passes, before its own: who may act, and a history that only moves forward.

@@ -9,6 +9,7 @@ process: models are passed to each trigger and never retained by it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from transitions import Machine
@@ -20,20 +21,22 @@ logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
 
+Move = tuple[str, str, str, list[str]]  # (event, source, destination, guards): one arrow of a table
+
+
+def spec_of(moves: Iterable[Move], states: Iterable[str]) -> dict[str, Any]:
+    """Return the arrows of a table in the form ``transitions.Machine`` takes (no automatic ``to_<state>``)."""
+    transitions = [{"trigger": e, "source": src, "dest": dst, "conditions": guards} for e, src, dst, guards in moves]
+    return {"states": list(states), "transitions": transitions, "auto_transitions": False}
+
+
+def _moves() -> list[Move]:
+    return [(e.name, src.value, destination(e, src).value, list(e.guards)) for e in EVENTS for src in e.sources]
+
+
 def machine_spec() -> dict[str, Any]:
     """Return the table in the form ``transitions.Machine`` takes."""
-    transitions = []
-    for e in EVENTS:
-        for src in e.sources:
-            transitions.append(
-                {
-                    "trigger": e.name,
-                    "source": src.value,
-                    "dest": destination(e, src).value,
-                    "conditions": list(e.guards),
-                }
-            )
-    return {"states": [s.value for s in State], "transitions": transitions, "auto_transitions": False}
+    return spec_of(_moves(), [s.value for s in State])
 
 
 def build_machine() -> Machine:
@@ -94,15 +97,15 @@ def table_rows(state: State | str | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+def diagram(opening: tuple[str, str], moves: Iterable[Move], terminal: Iterable[str]) -> str:
+    """Return the diagram (``stateDiagram-v2``) of a table: its opening event, its moves, its terminal states."""
+    lines = ["stateDiagram-v2", f"    [*] --> {opening[1]}: {opening[0]}"]
+    lines += [f"    {src} --> {dst}: {event}" for event, src, dst, _ in moves if src != dst]
+    lines += [f"    {s} --> [*]" for s in terminal]
+    return "\n".join(lines)
+
+
 def mermaid() -> str:
     """Return the lifecycle diagram (``stateDiagram-v2``), generated from the table."""
-    lines = ["stateDiagram-v2", f"    [*] --> {OPENING.dest.value if OPENING.dest else ''}: {OPENING.name}"]
-    for e in EVENTS:
-        if e.dest is None:
-            continue
-        for src in e.sources:
-            lines.append(f"    {src.value} --> {e.dest.value}: {e.name}")
-    for s in State:
-        if s in TERMINAL:
-            lines.append(f"    {s.value} --> [*]")
-    return "\n".join(lines)
+    opening = (OPENING.name, OPENING.dest.value if OPENING.dest else "")
+    return diagram(opening, _moves(), [s.value for s in State if s in TERMINAL])

@@ -89,6 +89,13 @@ DEFAULT_DEADLINES: dict[str, Clock] = {
     ),
     "contract_start": Clock(deadline_days=30, steps=[Step(action="escalate", days=30, level=2)]),
     "training_start": Clock(deadline_months=4, steps=[Step(action="escalate", months=4, days=15, level=2)]),
+    # a structure's application (assumptions): the préfet's opinion, then the committee's decision
+    "opinion": Clock(
+        deadline_days=15, steps=[Step(action="remind", days=10, level=1), Step(action="escalate", days=15, level=3)]
+    ),
+    "committee": Clock(
+        deadline_days=30, steps=[Step(action="remind", days=20, level=1), Step(action="escalate", days=30, level=3)]
+    ),
 }
 
 DEFAULT_SMIC = [
@@ -119,6 +126,9 @@ class Policy(BaseModel):
     # personal data of a non-retained candidate is anonymised this long after their last case ended
     retention_months: int = Field(3, gt=0)
     retention_consent_months: int = Field(24, gt=0)
+    # the posts the committee may validate: nationally (seed), and per région where set (assumption: none)
+    national_posts: int = Field(4000, ge=0)
+    regional_posts: dict[str, int] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _complete(self) -> Policy:

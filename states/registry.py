@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from sqlmodel import Session
 
@@ -32,7 +33,7 @@ def _name(name: str) -> str:
     return name.strip()
 
 
-def _email(email: str | None, required: bool = False) -> str | None:
+def check_email(email: str | None, required: bool = False) -> str | None:
     if email is None and not required:
         return None
     if email is None or not _EMAIL.match(email.strip()):
@@ -49,17 +50,22 @@ def add_structure(
     kind: str = "public",
     email: str | None = None,
     actor: str = "admin",
+    at: datetime | None = None,
 ) -> int:
+    """Add a structure whose posts were validated outside Conum: its history records it as imported."""
+    from states.applications.service import import_structure
+
     _admin(actor, "a structure")
     if posts < 1:
         raise BadInput(f"posts must be at least 1, got {posts}: give the number of posts attributed")
     if kind not in ("public", "private"):
         raise BadInput(f"kind '{kind}' is unknown: use public (collectivité) or private (association)")
     row = Structure(
-        name=_name(name), departement=check_departement(departement), posts=posts, kind=kind, email=_email(email)
+        name=_name(name), departement=check_departement(departement), posts=posts, kind=kind, email=check_email(email)
     )
     session.add(row)
     session.flush()
+    import_structure(session, row, actor=actor, at=at)
     return row.id or 0
 
 
@@ -75,7 +81,7 @@ def add_candidate(
     _admin(actor, "a candidate")
     row = Candidate(
         name=_name(name),
-        email=_email(email, required=True) or "",
+        email=check_email(email, required=True) or "",
         departement=check_departement(departement) if departement else None,
         consent=consent,
     )
@@ -86,7 +92,7 @@ def add_candidate(
 
 def add_training_org(session: Session, *, name: str, email: str | None = None, actor: str = "admin") -> int:
     _admin(actor, "a training organisation")
-    row = TrainingOrg(name=_name(name), email=_email(email))
+    row = TrainingOrg(name=_name(name), email=check_email(email))
     session.add(row)
     session.flush()
     return row.id or 0

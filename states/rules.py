@@ -12,7 +12,7 @@ rules table lists the same names.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -95,21 +95,27 @@ def parse_actor(text: str) -> str:
 # ---------------------------------------------------------------- every event
 
 
-def actor_may_fire(ctx: Context) -> None:
-    """Who acts: the actor's kind is in the event's ``who``, and a structure, candidate or préfet acts on its own."""
-    actor, ev, case = ctx.actor, ctx.event, ctx.case
+def actor_kind_may_fire(actor: str, event: str, who: tuple[str, ...], internal: bool) -> tuple[str, str]:
+    """Refuse an actor whose kind may not fire ``event`` (and any person acting as system); return (kind, ref)."""
     kind, _, ref = actor.partition(":")
-    if kind == "system" and not ctx.internal:
+    if kind == "system" and not internal:
         raise NotAllowed(
             "no person may act as system (rule: actor_may_fire): system acts only through the sweep and the "
             "payment run; act as admin, structure:<id>, candidate:<id> or prefet:<département>",
             rule="actor_may_fire",
         )
-    if kind not in ev.who:
+    if kind not in who:
         raise NotAllowed(
-            f"{actor} may not fire '{ev.name}' (rule: actor_may_fire): only {', '.join(ev.who)} may",
+            f"{actor} may not fire '{event}' (rule: actor_may_fire): only {', '.join(who)} may",
             rule="actor_may_fire",
         )
+    return kind, ref
+
+
+def actor_may_fire(ctx: Context) -> None:
+    """Who acts: the actor's kind is in the event's ``who``, and a structure, candidate or préfet acts on its own."""
+    actor, case = ctx.actor, ctx.case
+    kind, ref = actor_kind_may_fire(actor, ctx.event.name, ctx.event.who, ctx.internal)
     owner = {
         "structure": str(case.structure_id),
         "candidate": str(case.candidate_id),
@@ -128,14 +134,19 @@ def not_in_future(ctx: Context) -> None:
     clock.not_in_future(ctx.at)
 
 
-def history_moves_forward(ctx: Context) -> None:
-    """An event is not dated before the last one of the case's history."""
-    if ctx.at < utc(ctx.case.last_at):
+def moves_forward(what: str, last_at: datetime, at: datetime) -> None:
+    """Refuse an event at ``at`` dated before ``last_at``, the end of the history of ``what`` (e.g. "case 3")."""
+    if at < utc(last_at):
         raise RuleViolation(
-            f"case {ctx.case.id}'s history ends at {show(ctx.case.last_at)}; an event at {show(ctx.at)} would go "
+            f"{what}'s history ends at {show(last_at)}; an event at {show(at)} would go "
             "back in time (rule: history_moves_forward): give an instant on or after it",
             rule="history_moves_forward",
         )
+
+
+def history_moves_forward(ctx: Context) -> None:
+    """An event is not dated before the last one of the case's history."""
+    moves_forward(f"case {ctx.case.id}", ctx.case.last_at, ctx.at)
 
 
 # ---------------------------------------------------------------- presenting a candidate
@@ -154,6 +165,22 @@ def candidate_not_anonymised(ctx: Context) -> None:
             f"candidate {ctx.candidate.id} was anonymised on {paris_day(ctx.candidate.anonymised_at)} "
             "(rule: candidate_not_anonymised): they left the pool; add them again only with their new consent",
             rule="candidate_not_anonymised",
+        )
+
+
+def convention_signed(ctx: Context) -> None:
+    """A structure is presented candidates only once its convention with the State is signed."""
+    from states.applications.models import Application
+    from states.applications.table import LABELS, RECRUITING, AppState
+
+    q = select(Application.id, Application.state).where(Application.structure_id == ctx.structure.id)
+    found = ctx.session.exec(q).first()
+    if found is not None and AppState(found[1]) not in RECRUITING:  # no application: added before they existed
+        raise RuleViolation(
+            f"structure {ctx.structure.id} has no signed convention: its application {found[0]} is at "
+            f"'{found[1]}' ({LABELS[AppState(found[1])]}) (rule: convention_signed): present candidates once "
+            "its convention is signed",
+            rule="convention_signed",
         )
 
 
@@ -365,6 +392,7 @@ GUARDS: dict[str, Callable[[Context], None]] = {
         not_in_future,
         history_moves_forward,
         candidate_not_anonymised,
+        convention_signed,
         not_presented_twice,
         known_training_org,
         contract_type_allowed,
@@ -380,7 +408,7 @@ GUARDS: dict[str, Callable[[Context], None]] = {
 }
 
 
-def check(ctx: Context, names: Iterable[str]) -> None:
-    """Run the guards ``names`` in order; the first that fails raises its refusal."""
+def check(ctx: Any, names: Iterable[str], guards: Mapping[str, Callable[[Any], None]] = GUARDS) -> None:
+    """Run the guards ``names`` (of ``guards``: a case's, an application's) in order; the first that fails raises."""
     for name in names:
-        GUARDS[name](ctx)
+        guards[name](ctx)

@@ -24,7 +24,7 @@ from states import audit
 from states.clock import now, paris_day, show, utc
 from states.deadlines import Step, due_step, reschedule, start_clock, step_of
 from states.effects import EFFECTS, notify, tranches_of
-from states.errors import Conflict, IllegalEvent, NotAllowed, NotFound, RuleViolation
+from states.errors import Conflict, NotAllowed, NotFound, RuleViolation, illegal_event
 from states.eventdata import normalise
 from states.lifecycle import BY_NAME, COMMON_GUARDS, DEADLINE_CLOCK, OPENING, TERMINAL, Event, State, allowed_events
 from states.machine import LIFECYCLE_VERSION, trigger
@@ -58,9 +58,10 @@ def _history(
     free = event.data.free_text_keys()
     kept = {k: v for k, v in data.items() if k not in free} if free else data
     notes = {k: str(v) for k, v in data.items() if k in free} if free else {}
-    prev = case.history_hash
-    digest = audit.row_hash(
-        case_id=case.id or 0,
+    row = audit.chained_row(
+        "case_id",
+        case.id or 0,
+        case.history_hash,
         event=event.name,
         from_state=source,
         to_state=dest,
@@ -68,21 +69,8 @@ def _history(
         at=at,
         data=kept,
         flow_run_id=flow_run_id,
-        prev_hash=prev,
     )
-    case.history_hash = digest
-    row = {
-        "case_id": case.id,
-        "event": event.name,
-        "from_state": source,
-        "to_state": dest,
-        "actor": actor,
-        "at": at,
-        "data": kept,
-        "flow_run_id": flow_run_id,
-        "prev_hash": prev,
-        "hash": digest,
-    }
+    case.history_hash = row["hash"]
 
     def insert() -> None:
         done = session.execute(_HISTORY_INSERT, row)
@@ -244,17 +232,9 @@ def _fire_loaded(
     state = State(case.state)
     ev = BY_NAME.get(event)
     if ev is None or (ev.internal and not internal) or state not in ev.sources:
-        allowed = ", ".join(allowed_events(state)) or "none (the case is closed)"
-        what = (
-            "unknown event"
-            if ev is None
-            else "an event the sweep or payment run fires itself"
-            if ev.internal
-            else "not allowed from it"
-        )
-        raise IllegalEvent(
-            f"case {case_id} is in state '{state}'; '{event}' is {what} (rule: lifecycle). "
-            f"Events allowed from {state}: {allowed}"
+        known, swept = ev is not None, ev is not None and ev.internal
+        raise illegal_event(
+            f"case {case_id}", state, event, known, swept, allowed_events(state), "the sweep or payment run"
         )
     if expected_version is not None and case.version != expected_version:
         raise Conflict(f"case {case_id} is at version {case.version}, not {expected_version}: read it again and retry")

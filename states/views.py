@@ -25,6 +25,19 @@ def case_summary(case: Case) -> dict[str, Any]:
     }
 
 
+def history_entry(h: Any, notes: dict[str, str] | None = None) -> dict[str, Any]:
+    """Return one history row (a case's, an application's) as views show it, with the notes typed with it."""
+    return {
+        "event": h.event,
+        "from": h.from_state,
+        "to": h.to_state,
+        "actor": h.actor,
+        "at": show(h.at),
+        "data": {**h.data, **(notes or {})},
+        **({"flow_run_id": h.flow_run_id} if h.flow_run_id else {}),
+    }
+
+
 def case_view(session: Session, case: Case) -> dict[str, Any]:
     """Return the whole case: state, deadlines, money, tranches and history."""
     tranches = session.exec(select(Tranche).where(Tranche.case_id == case.id).order_by(col(Tranche.number))).all()
@@ -59,18 +72,7 @@ def case_view(session: Session, case: Case) -> dict[str, Any]:
                 }
                 for t in tranches
             ],
-            "history": [
-                {
-                    "event": h.event,
-                    "from": h.from_state,
-                    "to": h.to_state,
-                    "actor": h.actor,
-                    "at": show(h.at),
-                    "data": {**h.data, **notes.get(h.id or 0, {})},
-                    **({"flow_run_id": h.flow_run_id} if h.flow_run_id else {}),
-                }
-                for h in history
-            ],
+            "history": [history_entry(h, notes.get(h.id or 0, {})) for h in history],
         }
     )
     return view

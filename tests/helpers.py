@@ -32,6 +32,38 @@ def migrated_database() -> Path:
     return folder / "template.db"
 
 
+@contextmanager
+def migrated_pg_database(prefix: str) -> Iterator[str]:
+    """Create a migrated PostgreSQL database of its own on the test server; yield its URL, then drop it.
+
+    Skips the test, saying why, when no server answers (``CONUM_TEST_PG_URL``, else 127.0.0.1:5432).
+    """
+    import os
+    import uuid
+
+    import pytest
+    from sqlalchemy.engine import make_url
+
+    psycopg = pytest.importorskip("psycopg")
+    server = os.environ.get("CONUM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    try:
+        admin = psycopg.connect(
+            make_url(server).set(drivername="postgresql").render_as_string(False), autocommit=True, connect_timeout=3
+        )
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable: {exc}".strip())
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        get_engine(url).dispose()
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
 def fresh_database(folder: Path) -> str:
     """Copy the migrated database into ``folder``; return its URL (faster than migrating again)."""
     shutil.copy(migrated_database(), folder / "conum.db")

@@ -6,20 +6,19 @@ import os
 import sqlite3
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
+from helpers import migrated_pg_database
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from states import registry, service
 from states.audit import verify
 from states.clock import parse_instant
-from states.db import get_engine, migrate, write_session
+from states.db import get_engine, write_session
 from states.policy import Policy
 
 CONUM = Path(sys.executable).with_name("conum")
@@ -121,17 +120,8 @@ def test_each_case_records_the_versions_it_runs_under(world: Any, engine: Any) -
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    admin = psycopg.connect(make_url(PG_URL).set(drivername="postgresql").render_as_string(False), autocommit=True)
-    name = f"conum_audit_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate(url)
+    with migrated_pg_database("conum_audit") as url:
         yield url
-    finally:
-        get_engine(url).dispose()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.mark.postgres

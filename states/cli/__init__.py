@@ -6,10 +6,10 @@
 
 from __future__ import annotations
 
-from states.cli import cases, registry, runs
+from states.cli import applications, cases, registry, runs
 from states.cli.app import app, run
 
-__all__ = ["app", "cases", "main", "registry", "runs"]
+__all__ = ["app", "applications", "cases", "main", "registry", "runs"]
 
 
 def main() -> None:

@@ -25,6 +25,8 @@ from states.cli.app import (
     write,
 )
 
+Sets = Annotated[list[str] | None, typer.Option("--set", help="Event data KEY=VALUE (repeatable).")]
+
 
 def _show_case(view: dict[str, Any], as_json: bool) -> None:
     emit(view, as_json, lambda: print_case(view))
@@ -68,7 +70,7 @@ def _parse_sets(values: list[str]) -> dict[str, str]:
 def advance(
     case: Annotated[int, typer.Argument(help="Case id.")],
     event: Annotated[str, typer.Argument(help="Event to fire (see `conum events`).")],
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Event data KEY=VALUE (repeatable).")] = None,
+    set_: Sets = None,
     db: Db = None,
     as_json: Json = False,
     at: At = None,
@@ -95,17 +97,13 @@ def show(
     at: At = None,
 ) -> None:
     """Show a case: state, deadlines, money, tranches and history (and whether its history is intact)."""
-    from states.audit import verify
+    from states.audit import flag_broken, verify
     from states.views import get_case
 
     instant(at)
     found = engine(db)
-    view = get_case(found, case)
-    broken = verify(found, case).broken
-    if broken:  # the view stays as `advance` prints it unless the history was rewritten
-        view["history_intact"] = False
-        where = f"row {broken[0].history_id}" if broken[0].history_id is not None else "its end"
-        view["history_broken"] = f"{where}: {broken[0].reason}"
+    # the view stays as `advance` prints it unless the history was rewritten
+    view = flag_broken(get_case(found, case), verify(found, case))
     _show_case(view, as_json)
 
 
@@ -152,13 +150,17 @@ def events(
 
     if state is not None and state not in {s.value for s in State}:
         raise errors.BadInput(f"unknown state '{state}': use one of {', '.join(s.value for s in State)}")
-    rows = table_rows(state)
+    print_events(table_rows(state), as_json)
+
+
+def print_events(rows: list[dict[str, Any]], as_json: bool) -> None:
+    """Print a lifecycle table's rows (``conum events``, ``conum application events``)."""
 
     def human() -> None:
         table = Table("event", "from", "to", "who", "data (--set KEY=…, * required)", "guards")
         for r in rows:
             fields = ", ".join(f"{f['name']}{'*' if f['required'] else ''}: {f['type']}" for f in r["fields"])
-            table.add_row(r["event"], r["from"], r["to"], ", ".join(r["who"]), fields, ", ".join(r["guards"]))
+            table.add_row(r["event"], r["from"] or "", r["to"], ", ".join(r["who"]), fields, ", ".join(r["guards"]))
         out.print(table)
 
     emit({"events": rows}, as_json, human)
@@ -197,6 +199,11 @@ def print_case(view: dict[str, Any]) -> None:
                 tr["paid_at"] or "",
             )
         out.print(t)
+    print_history(view)
+
+
+def print_history(view: dict[str, Any]) -> None:
+    """Print a view's history (a case's, an application's), warned when it was rewritten."""
     if view.get("history_intact") is False:
         out.print(Text(f"WARNING: this history was rewritten outside Conum ({view['history_broken']})", "bold red"))
     h = Table("at", "event", "from → to", "actor", "data")

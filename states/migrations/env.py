@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
+import states.applications.models
 import states.models  # noqa: F401  (registers the tables)
 from states.db import get_engine
 

@@ -22,7 +22,8 @@ from states.outbox.render import UnknownKind, euros, french_day, mail_kinds, ren
 def test_every_kind_renders_from_payloads_of_the_real_service(outbox: Engine) -> None:
     all_rows = rows(outbox)
     emitted = {r.kind for r in all_rows}
-    assert emitted - {PAYMENT_KIND} == set(mail_kinds()), "a kind lacks a template or a walk"
+    cases = {k for k in mail_kinds() if not k.startswith("application_")}  # applications: tests/applications
+    assert emitted - {PAYMENT_KIND} == cases, "a kind lacks a template or a walk"
     with read_session(outbox) as s:
         for row in all_rows:
             if row.recipient == "payment":
