@@ -6,10 +6,12 @@ import os
 import sqlite3
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from helpers import migrated_pg_database
 from sqlalchemy import text
