@@ -14,6 +14,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
+from states.french import FILTERS as FRENCH
 from states.lifecycle import LABELS, State
 from states.outbox.render import CONTRACT_TYPES, euros, french_day, french_instant
 from states.paths import TEMPLATES
@@ -59,6 +60,7 @@ def _env() -> jinja2.Environment:
         label=lambda s: LABELS[State(s)],
         day=french_day,
         instant=french_instant,
+        **FRENCH,
     )
     return env
 
