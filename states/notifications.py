@@ -166,7 +166,7 @@ def markdown() -> str:
     lines = [
         "# Who is told of what",
         "",
-        "Generated from `states/notifications.py` (`conum notifications` prints the same table); "
+        "Generated from the matrix in `states/notifications.py` (`states.notifications.markdown()`); "
         "a test keeps this page identical to it.",
         "",
         "Every notification is an outbox row written in the transaction of its event, with the case as it is "
