@@ -34,11 +34,13 @@ class Collector:
 
     def __init__(self) -> None:
         self.received: list[tuple[list[str], EmailMessage]] = []
+        self.raw: list[bytes] = []  # the bytes as received (UTF-8 headers when sent with SMTPUTF8)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(msg, EmailMessage)
         self.received.append((list(envelope.rcpt_tos), msg))
+        self.raw.append(envelope.content)
         return "250 Message accepted for delivery"
 
 
