@@ -142,6 +142,13 @@ def notices(ctx: Context) -> list[tuple[str, tuple[str, ...]]]:
     return [(kind, recipients) for when, kind, recipients in entries if CONDITIONS[when][1](ctx)]
 
 
+def told(event: str) -> list[str]:
+    """Who hears of ``event``, as ``conum events`` shows it: ``recipient: template`` and the condition, if any."""
+    return [
+        f"{n.recipient}: {n.kind}" + ("" if n.when == "always" else f" ({n.when})") for n in MATRIX if n.event == event
+    ]
+
+
 def mail_kinds_used() -> set[str]:
     """Every mail kind the matrices name (payment orders are files)."""
     return {n.kind for n in MATRIX + APPLICATION_MATRIX} - FILE_KINDS
@@ -166,8 +173,8 @@ def markdown() -> str:
     lines = [
         "# Who is told of what",
         "",
-        "Generated from the matrix in `states/notifications.py` (`states.notifications.markdown()`); "
-        "a test keeps this page identical to it.",
+        "Generated from the matrix in `states/notifications.py` (`states.notifications.markdown()`; "
+        "`conum events` shows the same in its column `told`); a test keeps this page identical to it.",
         "",
         "Every notification is an outbox row written in the transaction of its event, with the case as it is "
         "then (the payload); the delivery renders it in French from `templates/mail/<template>` and sends it "
@@ -202,4 +209,5 @@ __all__ = [
     "mail_kinds_used",
     "markdown",
     "notices",
+    "told",
 ]
