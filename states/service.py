@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 from states import audit
 from states.clock import now, paris_day, show, utc
 from states.deadlines import Step, due_step, reschedule, start_clock, step_of
-from states.effects import EFFECTS, notify, tranches_of
+from states.effects import announce, apply, tranches_of
 from states.errors import Conflict, NotAllowed, NotFound, RuleViolation, illegal_event
 from states.eventdata import normalise
 from states.lifecycle import BY_NAME, COMMON_GUARDS, DEADLINE_CLOCK, OPENING, TERMINAL, Event, State, allowed_events
@@ -262,14 +262,12 @@ def _fire_loaded(
         case.clock_start, case.due_step = None, 0
         reschedule(case, policy)
     case.state = dest
-    effect = EFFECTS.get(ev.name)
-    if effect:
-        # One flush per transition, in _record. What is pending here is this case's own change (and the
-        # tranches sign_contract adds): the effects' reads (other cases of the candidate, this case's
-        # tranches) do not depend on it, so they need not flush it first. Whatever the caller left pending
-        # was flushed by load_case's query.
-        with session.no_autoflush:
-            effect(ctx)
+    # One flush per transition, in _record. What is pending here is this case's own change (and the
+    # tranches sign_contract adds): the effects' reads (other cases of the candidate, this case's
+    # tranches) do not depend on it, so they need not flush it first. Whatever the caller left pending
+    # was flushed by load_case's query.
+    with session.no_autoflush:
+        apply(ctx)  # the effect, then its notifications (states.notifications)
     _record(ctx, state.value, dest)
     return case
 
@@ -311,7 +309,7 @@ def present(
     start_clock(case, at, policy)
     session.add(case)
     session.flush()
-    notify(ctx, "candidate_presented", ("structure",))
+    announce(ctx)
     with session.no_autoflush:  # the end of the chain is written below without moving the version
         _history(session, case, OPENING, None, case.state, actor, at, {}, flow_run_id)()
         session.execute(_SET_CHAIN_END, {"case_id": case.id, "history_hash": case.history_hash})

@@ -127,11 +127,11 @@ def chart_deadlines(f: Figures) -> str:
         values = [r[kind] for r in rows]
         ax.barh(names, values, left=left, color=colour, label=DEADLINE_LABELS[kind])
         left = [a + b for a, b in zip(left, values, strict=True)]
-    ax.set_title("Relances, escalades et délais dépassés, par région")
+    ax.set_title("Relances, escalades et dossiers expirés, par région")
     ax.set_xlabel("Nombre d'actes du balayage quotidien")
     ax.legend(loc="lower right", frameon=False, fontsize=9)
     fig.tight_layout()
-    return _svg(fig, "Délais manqués et escalades par région")
+    return _svg(fig, "Relances, escalades et dossiers expirés par région")
 
 
 def chart_ruptures(f: Figures) -> str:

@@ -41,8 +41,12 @@ DEADLINE_LABELS = {
     "reminders": "Relances",
     "prefet": "Escalades au préfet",
     "anct": "Escalades à l'ANCT",
-    "time_outs": "Délais dépassés (dossiers expirés)",
+    "time_outs": "Dossiers expirés (délai final dépassé)",
 }
+#: The measure beside each département's rate: the steps past a deadline (escalations and expiries; a
+#: reminder comes before the deadline and is not one), and the rate is that count per 100 cases.
+MISSED_LABEL = "Échéances manquées (escalades + expirations)"
+MISSED_RATE_LABEL = "Échéances manquées pour 100 dossiers"
 TOP_DEPARTEMENTS = 12
 
 

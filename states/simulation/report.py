@@ -14,11 +14,21 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
+from states.french import FILTERS as FRENCH
 from states.lifecycle import LABELS, State
 from states.outbox.render import CONTRACT_TYPES, euros, french_day, french_instant
 from states.paths import TEMPLATES
 from states.simulation.charts import CHARTS
-from states.simulation.figures import DEADLINE_KINDS, DEADLINE_LABELS, Figures, french_number, headline, month_label
+from states.simulation.figures import (
+    DEADLINE_KINDS,
+    DEADLINE_LABELS,
+    MISSED_LABEL,
+    MISSED_RATE_LABEL,
+    Figures,
+    french_number,
+    headline,
+    month_label,
+)
 from states.simulation.reconciliation import Reconciliation
 
 #: The rules that refuse an action, as the report names them (``ConumError.rule``).
@@ -60,6 +70,7 @@ def _env() -> jinja2.Environment:
         label=lambda s: LABELS[State(s)],
         day=french_day,
         instant=french_instant,
+        **FRENCH,
     )
     return env
 
@@ -84,6 +95,8 @@ def render(
             rec=reconciliation,
             states=[(s.value, LABELS[s]) for s in State],
             deadline_kinds=[(k, DEADLINE_LABELS[k]) for k in DEADLINE_KINDS],
+            missed_label=MISSED_LABEL,
+            missed_rate_label=MISSED_RATE_LABEL,
             generated_at=generated_at,
             parameters=list(parameters),
             rule_labels=RULE_LABELS,
