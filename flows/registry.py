@@ -15,12 +15,13 @@ A refusal ends the run ``Failed`` with one French line, and no traceback, as the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 from pydantic import Field
+from pydantic.fields import FieldInfo
 
 from flows.actions import ACTOR_HELP, ACTOR_PATTERN, one_line, publish_page, tag_run, where
 from flows.common import engine, instant, markdown, policy
@@ -41,6 +42,12 @@ KINDS = {"publique (collectivité)": "public", "privée (association)": "private
 IMPORT_KINDS = {"structures": "structures", "candidats": "candidates"}
 
 
+def ask(default: Any, *, title: str, description: str | None = None, **constraints: Any) -> Any:
+    """A form field with a French title: Prefect titles a parameter with its name, the schema's extra wins."""
+    info: FieldInfo = Field(default, description=description, json_schema_extra={"title": title}, **constraints)
+    return info
+
+
 def refused(exc: ConumError, line: str | None = None) -> State:
     """End the run ``Failed`` with one French line; the core's own message follows in the logs."""
     logger = get_run_logger()
@@ -50,21 +57,21 @@ def refused(exc: ConumError, line: str | None = None) -> State:
     return Failed(message=line)
 
 
-Acteur = Field("admin", pattern=ACTOR_PATTERN, description=ACTOR_HELP, title="Qui agit")
+Acteur = ask("admin", pattern=ACTOR_PATTERN, description=ACTOR_HELP, title="Qui agit")
 
 
 @flow(name="add-structure", flow_run_name="add-structure", retries=0, persist_result=False)
 def add_structure(
-    nom: str = Field(..., min_length=1, max_length=imports.MAX_NAME, title="Nom de la structure"),
-    departement: Departement = Field(..., title="Département", description="Code du département : 01, 33, 2A, 974…"),  # noqa: B008
-    postes: int = Field(..., ge=1, le=imports.MAX_POSTS, title="Postes attribués"),
-    statut: Literal[tuple(KINDS)] = Field(  # type: ignore[valid-type]
+    nom: str = ask(..., min_length=1, max_length=imports.MAX_NAME, title="Nom de la structure"),
+    departement: Departement = ask(..., title="Département", description="Code du département : 01, 33, 2A, 974…"),
+    postes: int = ask(..., ge=1, le=imports.MAX_POSTS, title="Postes attribués"),
+    statut: Literal[tuple(KINDS)] = ask(  # type: ignore[valid-type]
         "publique (collectivité)", title="Type de structure"
     ),
-    siret: str | None = Field(
+    siret: str | None = ask(
         None, pattern=r"^\s*(\d\s*){14}$", title="SIRET", description="14 chiffres ; la clé est vérifiée."
     ),
-    courriel: str | None = Field(
+    courriel: str | None = ask(
         None, max_length=imports.MAX_EMAIL, title="Courriel", description="Adresse de contact pour les notifications."
     ),
     acteur: str = Acteur,
@@ -92,10 +99,10 @@ def add_structure(
 
 @flow(name="add-candidate", flow_run_name="add-candidate", retries=0, persist_result=False)
 def add_candidate(
-    nom: str = Field(..., min_length=1, max_length=imports.MAX_NAME, title="Prénom et nom"),
-    courriel: str = Field(..., max_length=imports.MAX_EMAIL, title="Courriel", description="nom@domaine.fr"),
-    departement: Departement | None = Field(None, title="Département de résidence"),  # noqa: B008
-    consentement: bool = Field(
+    nom: str = ask(..., min_length=1, max_length=imports.MAX_NAME, title="Prénom et nom"),
+    courriel: str = ask(..., max_length=imports.MAX_EMAIL, title="Courriel", description="nom@domaine.fr"),
+    departement: Departement | None = ask(None, title="Département de résidence"),
+    consentement: bool = ask(
         False,
         title="Consentement",
         description="Le candidat accepte d'être conservé plus longtemps dans le vivier.",
@@ -117,8 +124,8 @@ def add_candidate(
 
 @flow(name="add-training-org", flow_run_name="add-training-org", retries=0, persist_result=False)
 def add_training_org(
-    nom: str = Field(..., min_length=1, max_length=imports.MAX_NAME, title="Nom de l'organisme habilité"),
-    courriel: str | None = Field(None, max_length=imports.MAX_EMAIL, title="Courriel"),
+    nom: str = ask(..., min_length=1, max_length=imports.MAX_NAME, title="Nom de l'organisme habilité"),
+    courriel: str | None = ask(None, max_length=imports.MAX_EMAIL, title="Courriel"),
     acteur: str = Acteur,
 ) -> State:
     """Ajouter un organisme de formation habilité."""
@@ -139,8 +146,8 @@ def add_training_org(
     persist_result=False,
 )
 def present_candidate(
-    structure: int = Field(..., ge=1, title="Structure", description="Numéro de la structure d'accueil."),
-    candidat: int = Field(..., ge=1, title="Candidat", description="Numéro du candidat dans le vivier."),
+    structure: int = ask(..., ge=1, title="Structure", description="Numéro de la structure d'accueil."),
+    candidat: int = ask(..., ge=1, title="Candidat", description="Numéro du candidat dans le vivier."),
     acteur: str = Acteur,
 ) -> State:
     """Présenter un candidat du vivier à une structure : ouvre un dossier, dont la page est publiée."""
@@ -168,10 +175,10 @@ def present_candidate(
 
 @flow(name="import-csv", flow_run_name="import-{fichier}", retries=0, persist_result=False)
 def import_csv(
-    fichier: Literal["structures", "candidats"] = Field(
+    fichier: Literal["structures", "candidats"] = ask(
         ..., title="Contenu du fichier", description="Ce que liste l'export : des structures ou des candidats."
     ),
-    contenu: str = Field(
+    contenu: str = ask(
         ...,
         min_length=1,
         max_length=imports.MAX_BYTES,
@@ -181,7 +188,7 @@ def import_csv(
             "comprise) et collez-le ici. Séparateur ; ou , ; en-têtes en français (voir la documentation de l'import)."
         ),
     ),
-    essai: bool = Field(
+    essai: bool = ask(
         True,
         title="Essai à blanc",
         description="Vérifier le fichier et produire le rapport sans rien enregistrer. Décochez pour importer.",
