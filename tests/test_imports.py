@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,11 @@ def test_conum_structure_add_takes_a_siret_once(db_url: str, engine: Engine) -> 
     assert again.exit_code == 2 and "already registered" in again.stderr
     with read_session(engine) as s:
         assert len(s.exec(select(Structure)).all()) == 1
+
+
+def test_the_examples_of_the_documentation_import_as_they_are(engine: Engine) -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "import.md").read_text(encoding="utf-8")
+    structures, candidates = re.findall(r"```csv\n(.*?)```", doc, flags=re.S)
+    assert load(engine, structures, "structures").created and load(engine, candidates, "candidates").created
+    with read_session(engine) as s:
+        assert len(s.exec(select(Structure)).all()) == 3 and len(s.exec(select(Candidate)).all()) == 2
