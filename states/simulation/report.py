@@ -40,6 +40,7 @@ RULE_LABELS = {
     "funded_within_convention": "Période financée au-delà de la convention",
     "not_in_future": "Action datée dans le futur",
     "candidate_not_anonymised": "Candidat anonymisé",
+    "convention_signed": "Structure sans convention signée avec l'État",
     "conflict": "Dossier modifié entre-temps",
 }
 
