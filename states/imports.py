@@ -32,9 +32,9 @@ from sqlmodel import Session, col, select
 
 from states.applications.models import Application
 from states.applications.rules import check_siret
-from states.casepage import text as md
 from states.errors import BadInput, ConumError
 from states.geo import DEPARTEMENTS
+from states.labels import text as md
 from states.models import Candidate
 from states.registry import add_candidate, add_structure
 
