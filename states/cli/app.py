@@ -119,7 +119,7 @@ def guarded(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except errors.ConumError as exc:
-            fail(str(exc), EXIT.get(type(exc), 1))
+            fail(str(exc), next((EXIT[t] for t in type(exc).__mro__ if t in EXIT), 1))
         except OverflowError:
             fail("a number or a date is out of range: give an id, amount or instant of a sensible size", 2)
         except Exception as exc:  # the database itself refused: say so, nothing was committed

@@ -29,6 +29,11 @@ EXPECTED = {
     "retention",
     "decide-case",
     "follow-cases",
+    "add-structure",
+    "add-candidate",
+    "add-training-org",
+    "present-candidate",
+    "import-csv",
     *FLOW_NAMES.values(),
 }
 
