@@ -14,6 +14,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
+from states.applications.table import LABELS as APPLICATION_LABELS
 from states.lifecycle import LABELS, State
 from states.outbox.render import CONTRACT_TYPES, euros, french_day, french_instant
 from states.paths import TEMPLATES
@@ -41,6 +42,19 @@ RULE_LABELS = {
     "not_in_future": "Action datée dans le futur",
     "candidate_not_anonymised": "Candidat anonymisé",
     "conflict": "Dossier modifié entre-temps",
+}
+
+
+#: The rules of a structure's application, as the report names them.
+APPLICATION_RULE_LABELS = {
+    "within_envelope": "Enveloppe de postes dépassée (comité de sélection)",
+    "posts_within_request": "Plus de postes validés que demandés",
+    "opinion_allowed": "Avis du préfet inconnu",
+    "convention_start_valid": "Dates de convention incohérentes",
+    "posts_not_under_contract": "Poste rendu encore sous contrat",
+    "change_within_limits": "Modification de postes impossible",
+    "no_active_contract": "Dossier clos avec des contrats actifs",
+    "convention_signed": "Convention de la structure non signée",
 }
 
 
@@ -85,7 +99,8 @@ def render(
             deadline_kinds=[(k, DEADLINE_LABELS[k]) for k in DEADLINE_KINDS],
             generated_at=generated_at,
             parameters=list(parameters),
-            rule_labels=RULE_LABELS,
+            rule_labels={**RULE_LABELS, **APPLICATION_RULE_LABELS},
+            application_labels={state.value: label for state, label in APPLICATION_LABELS.items()},
             contract_labels=CONTRACT_TYPES,
             refused=sorted((figures.run.get("refused") or {}).items(), key=lambda item: -int(item[1])),
         )
