@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Literal, get_args
 from uuid import UUID
@@ -203,20 +204,23 @@ FLOW_NAMES: dict[str, str] = {
 }
 
 
-def _action_flow(event: str) -> Flow[..., Any]:
-    """Build the flow of one action: its parameters are the case, the event's form and the actor."""
-    ev = BY_NAME[event]
+def action_flow(
+    event: str, ev: Any, name: str, fire: Callable[..., State], subject: tuple[str, str, str]
+) -> Flow[..., Any]:
+    """Build the flow of one action: its parameters are the row acted on, the event's form and the actor.
+
+    ``ev`` is the event's row of its table (its ``data`` model and ``label``), ``fire`` the shared action
+    (``act`` for a case), ``subject`` the row's parameter: its name, its help text and how the docstring
+    names it ("un dossier").
+    """
+    key, help_text, noun = subject
     form = form_model(ev.data)
-
-    def run(dossier: int, donnees: BaseModel | None = None, acteur: str = "admin") -> State:
-        return act(dossier, event, acteur, as_data(donnees))
-
     params = [
         inspect.Parameter(
-            "dossier",
+            key,
             inspect.Parameter.POSITIONAL_OR_KEYWORD,
             annotation=int,
-            default=Field(..., ge=1, description="Numéro du dossier (sa page, case-<n°>, le donne)."),
+            default=Field(..., ge=1, description=help_text),
         )
     ]
     if form is not None:
@@ -239,12 +243,23 @@ def _action_flow(event: str) -> Flow[..., Any]:
             default=Field("admin", pattern=ACTOR_PATTERN, description=ACTOR_HELP),
         )
     )
-    run.__signature__ = inspect.Signature(params, return_annotation=State)  # type: ignore[attr-defined]
+    signature = inspect.Signature(params, return_annotation=State)
+
+    def run(*args: Any, **kwargs: Any) -> State:
+        given = signature.bind_partial(*args, **kwargs).arguments
+        return fire(given[key], event, given.get("acteur", "admin"), as_data(given.get("donnees")))
+
+    run.__signature__ = signature  # type: ignore[attr-defined]
     run.__annotations__ = {p.name: p.annotation for p in params} | {"return": State}
     run.__name__ = run.__qualname__ = event
-    run.__doc__ = f"{ev.label} : une action sur un dossier, enregistrée dans son historique."
-    name = FLOW_NAMES[event]
-    return flow(name=name, flow_run_name=f"{name}-dossier-{{dossier}}", retries=0, persist_result=False)(run)
+    run.__doc__ = f"{ev.label} : une action sur {noun}, enregistrée dans son historique."
+    return flow(name=name, flow_run_name=f"{name}-{key}-{{{key}}}", retries=0, persist_result=False)(run)
+
+
+def _action_flow(event: str) -> Flow[..., Any]:
+    """Build the flow of one action on a case."""
+    subject = ("dossier", "Numéro du dossier (sa page, case-<n°>, le donne).", "un dossier")
+    return action_flow(event, BY_NAME[event], FLOW_NAMES[event], act, subject)
 
 
 assert set(FLOW_NAMES) == set(OPERATOR_EVENTS), "every operator event has its form, and only they"

@@ -14,6 +14,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
+from states.applications.table import LABELS as APPLICATION_LABELS
 from states.french import FILTERS as FRENCH
 from states.lifecycle import LABELS, State
 from states.outbox.render import CONTRACT_TYPES, euros, french_day, french_instant
@@ -52,6 +53,19 @@ RULE_LABELS = {
     "candidate_not_anonymised": "Candidat anonymisé",
     "convention_signed": "Structure sans convention signée avec l'État",
     "conflict": "Dossier modifié entre-temps",
+}
+
+
+#: The rules of a structure's application, as the report names them.
+APPLICATION_RULE_LABELS = {
+    "within_envelope": "Enveloppe de postes dépassée (comité de sélection)",
+    "posts_within_request": "Plus de postes validés que demandés",
+    "opinion_allowed": "Avis du préfet inconnu",
+    "convention_start_valid": "Dates de convention incohérentes",
+    "posts_not_under_contract": "Poste rendu encore sous contrat",
+    "change_within_limits": "Modification de postes impossible",
+    "no_active_contract": "Dossier clos avec des contrats actifs",
+    "convention_signed": "Convention de la structure non signée",
 }
 
 
@@ -99,7 +113,8 @@ def render(
             missed_rate_label=MISSED_RATE_LABEL,
             generated_at=generated_at,
             parameters=list(parameters),
-            rule_labels=RULE_LABELS,
+            rule_labels={**RULE_LABELS, **APPLICATION_RULE_LABELS},
+            application_labels={state.value: label for state, label in APPLICATION_LABELS.items()},
             contract_labels=CONTRACT_TYPES,
             refused=sorted((figures.run.get("refused") or {}).items(), key=lambda item: -int(item[1])),
         )
