@@ -20,7 +20,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
-from states import audit
+from states import audit, writes
 from states.clock import now, paris_day, show, utc
 from states.deadlines import Step, due_step, reschedule, start_clock, step_of
 from states.effects import EFFECTS, notify, tranches_of
@@ -73,13 +73,16 @@ def _history(
     case.history_hash = row["hash"]
 
     def insert() -> None:
+        if not notes:
+            writes.write(session, _HISTORY_INSERT, row)  # at once, or with the batch chunk's other rows
+            return
+        writes.flush_pending(session)  # the notes need the row's key now
         done = session.execute(_HISTORY_INSERT, row)
-        if notes:
-            history_id = done.inserted_primary_key[0]  # type: ignore[attr-defined]
-            session.execute(
-                _NOTE_INSERT,
-                [{"history_id": history_id, "case_id": case.id, "key": k, "text": v} for k, v in notes.items()],
-            )
+        history_id = done.inserted_primary_key[0]  # type: ignore[attr-defined]
+        session.execute(
+            _NOTE_INSERT,
+            [{"history_id": history_id, "case_id": case.id, "key": k, "text": v} for k, v in notes.items()],
+        )
 
     return insert
 
@@ -137,9 +140,12 @@ def _write_case(session: Session, case: Case) -> None:
     version = case.version
     values = {f"b_{name}": getattr(case, name) for name in _CASE_FIELDS}
     with session.no_autoflush:  # else the session would first write the case itself
-        done = session.execute(_WRITE_CASE, {**values, "b_id": case.id, "b_version": version})
-    if done.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict(f"case {case.id} was changed by someone else meanwhile: read it again and retry")
+        writes.write(
+            session,
+            _WRITE_CASE,
+            {**values, "b_id": case.id, "b_version": version},
+            conflict=f"case {case.id} was changed by someone else meanwhile: read it again and retry",
+        )
     # every column a transition changes is written: the object is as its row now, nothing left to flush
     set_committed_value(case, "version", version + 1)
     for name in _CASE_FIELDS:
