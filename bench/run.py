@@ -58,6 +58,11 @@ def transitions(r: Results, n: int) -> None:
         target = "≥ 2,000/s and ≤ 3× floor"
         r.add(f"transition `select`, {label}", ms(each), ms(floor), f"{each / floor:.1f}", target, ok)
         r.add(f"transitions per second, {label}", f"{f['per_s']:,.0f}/s", f"{1 / floor:,.0f}/s", "", "", None)
+        r.notes.append(
+            f"transition, {label}: CPU time of the bench process {f['service_cpu_s'] / f['n'] * 1000:.3f} ms a "
+            f"transition against {f['floor_cpu_s'] / f['n'] * 1000:.3f} ms for the floor "
+            f"(×{f['service_cpu_s'] / f['floor_cpu_s']:.1f}; on PostgreSQL the server's share is not in it)"
+        )
 
 
 def batches(r: Results, sizes: list[int], kinds: list[str]) -> None:
@@ -79,7 +84,11 @@ def batches(r: Results, sizes: list[int], kinds: list[str]) -> None:
                 ok,
             )
             r.add(f"{what}, {cases:,} cases: per item", ms(each), ms(floor), "", "", None)
-            r.notes.append(f"{what} at {cases:,} cases: peak memory {f['peak_mib']:.0f} MiB (seeding included)")
+            r.notes.append(
+                f"{what} at {cases:,} cases: peak memory {f['peak_mib']:.0f} MiB (seeding included); CPU time "
+                f"{f['service_cpu_s']:.2f} s against {f['floor_cpu_s']:.2f} s for the floor "
+                f"(×{f['service_cpu_s'] / max(1e-9, f['floor_cpu_s']):.1f})"
+            )
         if 1_000_000 in per_item and 100_000 in per_item:
             growth = per_item[1_000_000] / per_item[100_000]
             r.add(
