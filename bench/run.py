@@ -174,7 +174,6 @@ def write(r: Results, started: float, load: tuple[float, float], args: argparse.
         "",
     ]
     (HERE / "results.md").write_text("\n".join(lines), encoding="utf-8")
-    print(f"\nwritten: {HERE / 'results.md'}")
 
 
 def main() -> None:
@@ -186,15 +185,19 @@ def main() -> None:
     only = set(args.only.split(","))
     started, load = time.time(), os.getloadavg()[0]
     r = Results()
-    if "transition" in only:
-        transitions(r, 200 if args.quick else 1000)
     sizes = [2_000, 10_000] if args.quick else [10_000, 100_000] + ([1_000_000] if args.full else [])
-    batches(r, sizes, [k for k in ("sweep", "pay") if k in only])
-    if "worker" in only:
-        worker(r, 5 if args.quick else 20)
-    if "simulation" in only:
-        simulation(r, 300 if args.quick else 4000)
-    write(r, started, (load, os.getloadavg()[0]), args)
+    parts = [
+        ("transition", lambda: transitions(r, 200 if args.quick else 1000)),
+        ("sweep", lambda: batches(r, sizes, ["sweep"])),
+        ("pay", lambda: batches(r, sizes, ["pay"])),
+        ("worker", lambda: worker(r, 5 if args.quick else 20)),
+        ("simulation", lambda: simulation(r, 300 if args.quick else 4000)),
+    ]
+    for name, part in parts:
+        if name in only:
+            part()
+            # written after each part: an interrupted run leaves what it measured
+            write(r, started, (load, os.getloadavg()[0]), args)
 
 
 if __name__ == "__main__":
