@@ -63,10 +63,17 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+@lru_cache(maxsize=16)
+def _write_bind(engine: Engine) -> Engine:
+    """What a write transaction runs on: on SQLite, the engine whose BEGIN takes the write lock at once
+    (built once per engine: building it costs more than a transition's statements)."""
+    return engine.execution_options(sqlite_begin="IMMEDIATE") if is_sqlite(engine) else engine
+
+
 @contextmanager
 def write_session(engine: Engine) -> Iterator[Session]:
     """Open one write transaction: commit on success, roll everything back on error."""
-    bind = engine.execution_options(sqlite_begin="IMMEDIATE") if is_sqlite(engine) else engine
+    bind = _write_bind(engine)
     with Session(bind, expire_on_commit=False) as session:
         try:
             with session.begin():

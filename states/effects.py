@@ -17,10 +17,9 @@ from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
-from states import money
+from states import money, writes
 from states.clock import paris_day, show, start_of_day, utc
 from states.deadlines import reschedule, start_clock
-from states.errors import Conflict
 from states.lifecycle import LABELS, PRE_CONTRACT, State
 from states.models import Case, Outbox, Tranche
 from states.notifications import notices
@@ -77,7 +76,7 @@ def announce(ctx: Context, extra: dict[str, Any] | None = None) -> None:
         for kind, recipients in sent
         for recipient in recipients
     ]
-    ctx.session.execute(_OUTBOX_INSERT, rows)
+    writes.write(ctx.session, _OUTBOX_INSERT, rows)
 
 
 # ---------------------------------------------------------------- effects
@@ -224,12 +223,13 @@ def _on_pay(ctx: Context) -> dict[str, Any]:
     # is plain Core, so the session neither flushes nor fetches for it; the tranche object of this session,
     # if loaded, gets the new values as committed ones (what synchronize_session="fetch" did, without its
     # extra SELECT and without making the object dirty, which would write the row a second time).
-    done = ctx.session.execute(_PAY_TRANCHE, {"tranche_id": tranche_id, "paid_at": ctx.at})
-    if done.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict(
-            f"tranche {ctx.data['number']} of case {ctx.case.id} is no longer scheduled: it was paid or "
-            "cancelled meanwhile"
-        )
+    writes.write(
+        ctx.session,
+        _PAY_TRANCHE,
+        {"tranche_id": tranche_id, "paid_at": ctx.at},
+        conflict=f"tranche {ctx.data['number']} of case {ctx.case.id} is no longer scheduled: it was paid or "
+        "cancelled meanwhile",
+    )
     tranche = ctx.session.identity_map.get(ctx.session.identity_key(Tranche, tranche_id))
     if tranche is not None:
         set_committed_value(tranche, "status", "paid")

@@ -16,11 +16,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, insert, inspect, update
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
-from states import audit
+from states import audit, writes
 from states.clock import now, paris_day, show, utc
 from states.deadlines import Step, due_step, reschedule, start_clock, step_of
 from states.effects import announce, apply, tranches_of
@@ -73,13 +73,16 @@ def _history(
     case.history_hash = row["hash"]
 
     def insert() -> None:
+        if not notes:
+            writes.write(session, _HISTORY_INSERT, row)  # at once, or with the batch chunk's other rows
+            return
+        writes.flush_pending(session)  # the notes need the row's key now
         done = session.execute(_HISTORY_INSERT, row)
-        if notes:
-            history_id = done.inserted_primary_key[0]  # type: ignore[attr-defined]
-            session.execute(
-                _NOTE_INSERT,
-                [{"history_id": history_id, "case_id": case.id, "key": k, "text": v} for k, v in notes.items()],
-            )
+        history_id = done.inserted_primary_key[0]  # type: ignore[attr-defined]
+        session.execute(
+            _NOTE_INSERT,
+            [{"history_id": history_id, "case_id": case.id, "key": k, "text": v} for k, v in notes.items()],
+        )
 
     return insert
 
@@ -96,6 +99,8 @@ _TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
 _CASE_TABLE: Table = Case.__table__  # type: ignore[attr-defined]
 #: The columns a transition may change: all but the key, the version and the two parties.
 _CASE_FIELDS = tuple(c.name for c in _CASE_TABLE.c if c.name not in ("id", "version", "structure_id", "candidate_id"))
+_CASE_FIELD_SET = frozenset(_CASE_FIELDS)
+_CASE_BINDS = tuple((name, f"b_{name}") for name in _CASE_FIELDS)
 _SET_CHAIN_END = (
     update(_CASE_TABLE).where(_CASE_TABLE.c.id == bindparam("case_id")).values(history_hash=bindparam("history_hash"))
 )
@@ -134,16 +139,23 @@ def _write_case(session: Session, case: Case) -> None:
     as written (no second UPDATE at the next flush). Raises ``Conflict`` when another transaction moved
     the version meanwhile.
     """
+    state = instance_state(case)
+    loaded = state.dict
     version = case.version
-    values = {f"b_{name}": getattr(case, name) for name in _CASE_FIELDS}
+    values = {bind: loaded[name] if name in loaded else getattr(case, name) for name, bind in _CASE_BINDS}
     with session.no_autoflush:  # else the session would first write the case itself
-        done = session.execute(_WRITE_CASE, {**values, "b_id": case.id, "b_version": version})
-    if done.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict(f"case {case.id} was changed by someone else meanwhile: read it again and retry")
+        writes.write(
+            session,
+            _WRITE_CASE,
+            {**values, "b_id": case.id, "b_version": version},
+            conflict=f"case {case.id} was changed by someone else meanwhile: read it again and retry",
+        )
     # every column a transition changes is written: the object is as its row now, nothing left to flush
-    set_committed_value(case, "version", version + 1)
-    for name in _CASE_FIELDS:
-        set_committed_value(case, name, values[f"b_{name}"])
+    # (marked at once as the session marks a row it has flushed, rather than column by column)
+    if not state.committed_state.keys() <= _CASE_FIELD_SET:
+        raise RuntimeError(f"a transition changed {sorted(state.committed_state)}: only {_CASE_FIELDS} are written")
+    loaded["version"] = version + 1
+    state._commit_all(loaded, state._instance_dict())
 
 
 def _record(ctx: Context, source: str | None, dest: str) -> None:
