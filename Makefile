@@ -35,7 +35,7 @@ walk: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy states flows
+	$(BIN)/mypy states flows reliability
 
 test: lint
 	$(BIN)/pytest
