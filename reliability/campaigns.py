@@ -369,7 +369,14 @@ def _survivors(session: int) -> list[int]:
     return found
 
 
-def kills(backend: str, counts: dict[str, int], seed: int = 1, processes_every: int = 8) -> Row:
+def kills(
+    backend: str,
+    counts: dict[str, int],
+    seed: int = 1,
+    processes_every: int = 8,
+    simulate_to_end: bool = True,
+    simulate_window: tuple[float, float] = (3.0, 25.0),
+) -> Row:
     """SIGKILL the sweep, the payment run, the delivery and ``conum simulate`` at random moments,
     ``counts[what]`` times each, then run them again to the end and check that each due step, tranche
     and notification happened exactly once, and nothing half-written was left.
@@ -388,7 +395,7 @@ def kills(backend: str, counts: dict[str, int], seed: int = 1, processes_every: 
         for what, n in counts.items():
             for trial in range(n):
                 if what == "simulate":
-                    _kill_simulate(row, rng, folder, env, url if backend == "postgresql" else None)
+                    _kill_simulate(row, rng, env, backend, simulate_to_end and trial == n - 1, simulate_window)
                     continue
                 if what == "sweep":
                     expected = world.due_cases(rng.choice((30, 60, 90)))
@@ -467,63 +474,73 @@ def _check_delivery(row: Row, engine: Engine, folder: Path, cases: list[int]) ->
             row.notes["notifications sent again after a kill (same file)"] += 1
 
 
-def _kill_simulate(row: Row, rng: random.Random, folder: Path, env: dict[str, str], pg_url: str | None) -> None:
-    """Kill ``conum simulate`` at a random moment: no process of it may survive; its database holds
-    nothing half-written; run again on a new database, it ends with its reconciliation right."""
-    trial = folder / f"sim-{rng.randrange(10**9)}"
-    url = pg_url or f"sqlite:///{trial / 'simulation.db'}"
-    argv = [
-        str(CONUM),
-        "simulate",
-        "--posts",
-        "12",
-        "--seed",
-        str(rng.randrange(100)),
-        "--report",
-        str(trial / "report.html"),
-        "--json",
-    ]
-    if pg_url:
-        _empty(pg_url)
-        argv += ["--db", pg_url]
-    proc = _start(argv, env, folder)
-    proc.stdin.close()  # type: ignore[union-attr]
-    killed = _kill_after(proc, rng.uniform(2.0, 12.0))
-    out, err = _drain(proc)
-    row.judge(0 if killed else proc.returncode, "" if killed else out, "" if killed else err, who="simulate")
-    row.notes["killed while running" if killed else "finished before the kill"] += 1
-    deadline = time.monotonic() + 5
-    while _survivors(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = _survivors(proc.pid)
-    if left:
-        row.half.add(f"simulate killed: {len(left)} process(es) left behind ({left})")
-        for pid in left:
-            os.kill(pid, signal.SIGKILL)
-    if Path(trial / "simulation.db").exists() or pg_url:
-        engine = get_engine(url)
-        row.checked(engine)
-        engine.dispose()
-    # the restart: a new database, to the end
-    again = trial.with_name(trial.name + "-again")
-    argv2 = [str(CONUM), "simulate", "--posts", "12", "--seed", "3", "--report", str(again / "report.html"), "--json"]
-    if pg_url:
-        _empty(pg_url)
-        argv2 += ["--db", pg_url]
-    done = subprocess.run(argv2, capture_output=True, text=True, env=env, cwd=folder, timeout=600)
-    row.judge(done.returncode, "", done.stderr, who="simulate (again)")
-    if done.returncode != 0:
-        row.half.add(f"simulate run again: exit {done.returncode}: {done.stderr.strip()[-300:]}")
-    row.tried += 1
-
-
-def _empty(url: str) -> None:
-    """Empty a PostgreSQL database (its schema dropped) so that ``conum simulate`` may take it."""
-    engine = get_engine(url)
-    with engine.begin() as con:
-        con.exec_driver_sql("DROP SCHEMA public CASCADE")
-        con.exec_driver_sql("CREATE SCHEMA public")
-    engine.dispose()
+def _kill_simulate(
+    row: Row, rng: random.Random, env: dict[str, str], backend: str, to_end: bool, window: tuple[float, float]
+) -> None:
+    """Kill ``conum simulate`` at a random moment: no process of it may survive, and its database holds
+    nothing half-written. Then it starts again on a new database; with ``to_end`` that run goes to its
+    end and its reconciliation must be right (a whole run takes minutes here: the campaign lets only
+    the last one of each backend finish; the others are the next trial's start)."""
+    with database(backend, "sim") as (url, folder):
+        if backend == "sqlite":  # the simulation wants a new file
+            get_engine(url).dispose()
+            url = f"sqlite:///{folder / 'simulation.db'}"
+        argv = [
+            str(CONUM),
+            "simulate",
+            "--posts",
+            "12",
+            "--seed",
+            str(rng.randrange(100)),
+            "--report",
+            str(folder / "report.html"),
+            "--db",
+            url,
+            "--json",
+        ]
+        proc = _start(argv, env, folder)
+        assert proc.stdin is not None
+        proc.stdin.close()
+        killed = _kill_after(proc, rng.uniform(*window))
+        out, err = _drain(proc)
+        row.judge(0 if killed else proc.returncode, "" if killed else out, err, who="simulate")
+        row.notes["simulate killed" if killed else "simulate done before the kill"] += 1
+        deadline = time.monotonic() + 5
+        while _survivors(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = _survivors(proc.pid)
+        if left:
+            row.half.add(f"simulate killed: {len(left)} process(es) left behind ({left})")
+            for pid in left:
+                os.kill(pid, signal.SIGKILL)
+        if backend == "postgresql" or (folder / "simulation.db").exists():
+            engine = get_engine(url)
+            row.checked(engine)
+            engine.dispose()
+        row.tried += 1
+    if not to_end:
+        return
+    with database(backend, "sim") as (url, folder):
+        if backend == "sqlite":
+            url = f"sqlite:///{folder / 'again.db'}"
+        argv = [
+            str(CONUM),
+            "simulate",
+            "--posts",
+            "12",
+            "--seed",
+            "3",
+            "--report",
+            str(folder / "again.html"),
+            "--db",
+            url,
+            "--json",
+        ]
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=folder, timeout=900)
+        row.judge(done.returncode, "", done.stderr, who="simulate (again)")
+        row.notes["simulate run again to its end"] += 1
+        if done.returncode != 0:
+            row.half.add(f"simulate run again: exit {done.returncode}: {done.stderr.strip()[-300:]}")
 
 
 # ---------------------------------------------------------------- injected faults

@@ -81,7 +81,7 @@ def check(engine: Engine, acks: Iterable[Ack] = (), cases: Iterable[int] | None 
             history.setdefault(r[0], []).append(r)
         tranches = fetch("SELECT case_id, number, status FROM tranche", "case_id")
         outbox = fetch("SELECT case_id, kind, recipient, payload FROM outbox", "case_id")
-        posts = dict(con.execute(text("SELECT id, posts FROM structure")).all())
+        posts: dict[int, int] = dict(con.execute(text("SELECT id, posts FROM structure")).all())
 
     seen = {(case, row[2]) for case, rows in history.items() for row in rows}
     for ack in acks:

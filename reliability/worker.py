@@ -47,9 +47,32 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+_built: dict[int, Any] = {}
+
+
+def _build_once() -> None:
+    """Typer builds the whole click command from the functions' signatures at each call (about a third
+    of a second here); a process that runs many commands builds it once. The command is the same."""
+    import typer.main
+
+    if _built.get(-1):
+        return
+    _built[-1] = True
+    build = typer.main.get_command
+
+    def cached(app: Any) -> Any:
+        if id(app) not in _built:
+            _built[id(app)] = build(app)
+        return _built[id(app)]
+
+    typer.main.get_command = cached  # type: ignore[assignment]
+
+
 def invoke(argv: list[str]) -> Outcome:
     """Run the ``conum`` entry point in this process with ``argv``; capture what it prints."""
     from flows.cli import run
+
+    _build_once()
 
     out, err = io.StringIO(), io.StringIO()
     code, tb = 0, None
