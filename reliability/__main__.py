@@ -26,7 +26,7 @@ from reliability.campaigns import ROOT, Row, faults, kills, races
 
 FULL: dict[str, Any] = {
     "races": {"count": 504, "processes": 6},
-    "kills": {"counts": {"sweep": 34, "pay": 34, "delivery": 30, "simulate": 2}},
+    "kills": {"counts": {"simulate": 2, "sweep": 34, "pay": 34, "delivery": 30}},
     "faults": {"count": 252},
     "fuzz": {
         "sqlite": {"examples": {"argv": 2400, "set": 2400, "at": 1500, "policy": 1000}, "processes": 20},
@@ -218,9 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not write docs/reliability.md")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--jobs", type=int, default=1, help="run the campaigns in this many processes at once")
+    parser.add_argument("--minutes", type=float, help="stop every campaign after this many minutes")
     parser.add_argument("--merge", type=Path, nargs="+", help="run nothing: write the table of these JSON files")
     args = parser.parse_args(argv)
     os.environ["CONUM_CLOCK"] = "simulated"
+    if args.minutes:
+        os.environ["RELIABILITY_UNTIL"] = str(time.time() + args.minutes * 60)
     plan = SHORT if args.short else FULL
     chosen = [c for c in CAMPAIGNS if not args.only or c in args.only]
     backends = args.backend or list(BACKENDS)

@@ -91,6 +91,15 @@ class Row:
             self.half.add(f"conum verify: exit {done.returncode}: {done.stdout.strip()[:200]}")
 
 
+def over(row: Row) -> bool:
+    """Whether the campaigns' time is up (``RELIABILITY_UNTIL``, a Unix time, set by ``--minutes``)."""
+    until = os.environ.get("RELIABILITY_UNTIL")
+    if until and time.time() >= float(until):
+        row.notes["stopped at the time limit"] = 1
+        return True
+    return False
+
+
 def environment(url: str, folder: Path | None = None, faults: bool = False) -> dict[str, str]:
     """The environment of a process under test: this database, a simulated clock, files in ``folder``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONUM_")}
@@ -206,6 +215,8 @@ def races(backend: str, count: int, processes: int, seed: int = 1) -> Row:
             "cancel/sign",
         ]
         for i in range(count):
+            if over(row):
+                break
             kind = kinds[i % len(kinds)]
             cases: list[int] = []
             if kind == "select/decline":
@@ -276,6 +287,8 @@ def races(backend: str, count: int, processes: int, seed: int = 1) -> Row:
         a.close(row)
         b.close(row)
         for i in range(processes):
+            if over(row):
+                break
             what = ("advance", "sweep", "pay")[i % 3]
             if what == "advance":
                 case = world.case(big)
@@ -394,6 +407,8 @@ def kills(
         pool = [_ready(env, folder), _ready(env, folder)]  # the next victim, and the one after, warming
         for what, n in counts.items():
             for trial in range(n):
+                if over(row):
+                    break
                 if what == "simulate":
                     _kill_simulate(row, rng, env, backend, simulate_to_end and trial == n - 1, simulate_window)
                     continue
@@ -570,7 +585,7 @@ def faults(backend: str, count: int, seed: int = 1) -> Row:
             lambda: _op_deliver(world, big),
         ]
         i = 0
-        while row.tried < count:
+        while row.tried < count and not over(row):
             name, request, cases, trial_acks = ops[i % len(ops)]()
             i += 1
             kind = FAULTS[i % len(FAULTS)]

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, inspect, text
 
 from reliability.backends import database
-from reliability.campaigns import CONUM, Row, environment
+from reliability.campaigns import CONUM, Row, environment, over
 from reliability.invariants import Ack
 from reliability.worker import Outcome, invoke
 from reliability.world import World
@@ -132,7 +132,9 @@ class Trial:
     def __init__(self, row: Row, engine: Engine, url: str, acks: list[Ack]) -> None:
         self.row, self.engine, self.url, self.acks = row, engine, url, acks
 
-    def __call__(self, argv: list[str], who: str, env: dict[str, str] | None = None) -> Outcome:
+    def __call__(self, argv: list[str], who: str, env: dict[str, str] | None = None) -> Outcome | None:
+        if over(self.row):
+            return None
         before = _fingerprint(self.engine)
         saved = {k: os.environ.get(k) for k in env or {}}
         os.environ.update(env or {})
@@ -263,6 +265,8 @@ def fuzz(backend: str, examples: dict[str, int], processes: int = 0, seed_value:
 
         env = environment(url, folder)
         for argv in sample:
+            if over(row):
+                break
             try:
                 done = subprocess.run(
                     [str(CONUM), *argv, "--db", url], capture_output=True, text=True, env=env, cwd=folder, timeout=120
