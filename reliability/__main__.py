@@ -29,8 +29,8 @@ FULL: dict[str, Any] = {
     "kills": {"counts": {"simulate": 2, "sweep": 34, "pay": 34, "delivery": 30}},
     "faults": {"count": 252},
     "fuzz": {
-        "sqlite": {"examples": {"argv": 2400, "set": 2400, "at": 1500, "policy": 1000}, "processes": 20},
-        "postgresql": {"examples": {"argv": 900, "set": 900, "at": 500, "policy": 400}, "processes": 10},
+        "sqlite": {"examples": {"argv": 2400, "set": 2400, "at": 1500, "policy": 1000, "csv": 800}, "processes": 20},
+        "postgresql": {"examples": {"argv": 900, "set": 900, "at": 500, "policy": 400, "csv": 300}, "processes": 10},
     },
 }
 SHORT: dict[str, Any] = {
@@ -42,19 +42,25 @@ SHORT: dict[str, Any] = {
     },
     "faults": {"count": 6},
     "fuzz": {
-        "sqlite": {"examples": {"argv": 25, "set": 25, "at": 25, "policy": 25}, "processes": 2},
-        "postgresql": {"examples": {"argv": 10, "set": 10, "at": 10, "policy": 10}, "processes": 1},
+        "sqlite": {"examples": {"argv": 25, "set": 25, "at": 25, "policy": 25, "csv": 25}, "processes": 2},
+        "postgresql": {"examples": {"argv": 10, "set": 10, "at": 10, "policy": 10, "csv": 10}, "processes": 1},
     },
 }
 CAMPAIGNS = ("fuzz", "races", "faults", "kills")
 HEADER = ("campaign", "backend", "tried", "lost", "doubled", "half-written", "tracebacks")
 
 
-def run(campaign: str, backend: str, plan: dict[str, Any]) -> Row:
+def run(campaign: str, backend: str, plan: dict[str, Any], parsers: list[str] | None = None) -> Row:
     from reliability.fuzz import fuzz
 
     if campaign == "fuzz":
-        return fuzz(backend, **plan["fuzz"][backend])
+        given = plan["fuzz"][backend]
+        if not parsers:
+            return fuzz(backend, **given)
+        examples = {k: v for k, v in given["examples"].items() if k in parsers}
+        row = fuzz(backend, examples, processes=0)
+        row.campaign = f"fuzz ({', '.join(parsers)})"
+        return row
     if campaign == "races":
         return races(backend, **plan["races"])
     if campaign == "faults":
@@ -81,7 +87,7 @@ def details(rows: list[dict[str, Any]]) -> str:
     for f in rows:
         notes = ", ".join(f"{k}: {v}" for k, v in sorted(f["notes"].items())) or "none"
         out.append(f"- **{f['campaign']} × {f['backend']}** ({f['seconds']:.0f} s): {notes}")
-        out += [f"  - `{e[:400]}`" for e in f.get("examples", [])]
+        out += [f"  - `{e[:400]}`".replace(str(ROOT), ".") for e in f.get("examples", [])]
     return "\n".join(out)
 
 
@@ -218,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not write docs/reliability.md")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--jobs", type=int, default=1, help="run the campaigns in this many processes at once")
+    parser.add_argument("--parsers", nargs="+", help="fuzz only these parsers (argv, set, at, policy, csv)")
     parser.add_argument("--minutes", type=float, help="stop every campaign after this many minutes")
     parser.add_argument("--merge", type=Path, nargs="+", help="run nothing: write the table of these JSON files")
     args = parser.parse_args(argv)
@@ -233,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.merge:
             rows += json.loads(path.read_text())
         order = {c: i for i, c in enumerate(CAMPAIGNS)}
-        rows.sort(key=lambda f: (order[f["campaign"]], BACKENDS.index(f["backend"])))
+        rows.sort(key=lambda f: (order[f["campaign"].split()[0]], f["campaign"], BACKENDS.index(f["backend"])))
         chosen = []
     prefect = Path(tempfile.mkdtemp(prefix="conum-prefect-"))
     server = prefect_server(prefect) if "kills" in chosen and not args.short else contextlib.nullcontext()
@@ -245,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             if campaign == "kills":
                 wait_for_prefect()
             for backend in backends:
-                row = run(campaign, backend, plan)
+                row = run(campaign, backend, plan, args.parsers)
                 rows.append({**row.figures(), "examples": row.examples()})
                 print(f"{campaign} × {backend}: {json.dumps(row.figures(), ensure_ascii=False)}", file=sys.stderr)
     seconds = time.monotonic() - started

@@ -261,7 +261,22 @@ def fuzz(backend: str, examples: dict[str, int], processes: int = 0, seed_value:
 
         run(policy_documents(), examples.get("policy", 0), policy)
 
-        row.notes[csv_note()] += 1
+        if "import" in _commands():
+            counter_csv = iter(range(10**9))
+
+            def csv_import(args: tuple[str, bytes, bool]) -> None:
+                kind, content, dry = args
+                path = folder / f"import-{next(counter_csv)}.csv"
+                path.write_bytes(content)
+                trial(["import", kind, str(path), "--json", *(["--dry-run"] if dry else [])], "csv")
+
+            run(
+                st.tuples(st.sampled_from(["structures", "candidates", "x"]), csv_documents(), st.booleans()),
+                examples.get("csv", 0),
+                csv_import,
+            )
+        else:
+            row.notes[csv_note()] += 1
 
         env = environment(url, folder)
         for argv in sample:
@@ -336,5 +351,73 @@ def policy_documents() -> st.SearchStrategy[str]:
 
 def csv_note() -> str:
     if "import" in _commands():
-        return "The CSV import (`conum import`) is not fuzzed yet: it arrived after this campaign was written."
+        return "The CSV import (`conum import structures|candidates FILE`, with and without `--dry-run`) is fuzzed too."
     return "The CSV import is not fuzzed: this version has no `conum import` command."
+
+
+HEADERS = [
+    "nom",
+    "siret",
+    "departement",
+    "postes",
+    "type",
+    "courriel",
+    "consentement",
+    "Département",
+    "NOM ",
+    "raison sociale",
+    "e-mail",
+    "dept",
+    "inconnu",
+    "",
+]
+CELLS = [
+    "Mairie de Bègles",
+    "73282932000074",
+    "732 829 320 00074",
+    "12345678901234",
+    "33",
+    "2A",
+    "974",
+    "1",
+    "0",
+    "101",
+    "publique",
+    "privée",
+    "oui",
+    "non",
+    "a@exemple.fr",
+    "=1+1",
+    "+33",
+    "@x",
+    "-2",
+    '"',
+    '""',
+    "a;b",
+    "<b>x</b>",
+    "[a](b)",
+    "x" * 201,
+]
+
+
+def csv_documents() -> st.SearchStrategy[bytes]:
+    """CSV files as the national platform exports them, and as a careless one would: any header, any
+    cell, either separator, a byte-order mark or not, Latin-1 bytes, quotes left open, raw bytes."""
+    cell = st.one_of(st.sampled_from(CELLS), st.text(max_size=15))
+    rows = st.lists(st.lists(cell, min_size=1, max_size=7), max_size=6)
+    header = st.lists(st.sampled_from(HEADERS), min_size=1, max_size=7)
+
+    def build(parts: tuple[list[str], list[list[str]], str, str, str]) -> bytes:
+        head, body, sep, bom, encoding = parts
+        text = "\n".join(sep.join(r) for r in [head, *body]) + "\n"
+        data = text.encode(encoding, errors="replace") if encoding != "utf-8" else text.encode("utf-8", "surrogatepass")
+        return (b"\xef\xbb\xbf" if bom else b"") + data
+
+    document = st.tuples(
+        header,
+        rows,
+        st.sampled_from([";", ",", "\t"]),
+        st.sampled_from(["", "bom"]),
+        st.sampled_from(["utf-8", "utf-8", "latin-1"]),
+    ).map(build)
+    return st.one_of(document, st.binary(max_size=200))
