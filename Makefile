@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN := run
 
-.PHONY: install demo walk lint test clean
+.PHONY: install demo walk lint test clean reliability
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +35,15 @@ walk: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy states flows
+	$(BIN)/mypy states flows reliability
 
 test: lint
 	$(BIN)/pytest
+
+# fault campaigns (races, kills, database faults, fuzzed inputs) on SQLite and PostgreSQL: one table,
+# written to docs/reliability.md
+reliability: $(STAMP)
+	$(BIN)/python -m reliability --jobs 8
 
 clean:
 	rm -rf $(VENV) $(RUN) .pytest_cache .mypy_cache .ruff_cache .hypothesis
