@@ -227,7 +227,8 @@ def _action_flow(event: str) -> Flow[..., Any]:
                 annotation=form,
                 default=Field(
                     ... if ev.data.required() else {},
-                    description=f"{ev.data.title} : les champs marqués d'une * sont obligatoires.",
+                    description=f"{ev.data.title} : les champs marqués « (Optional) » sont facultatifs, les autres "
+                    "obligatoires.",
                 ),
             )
         )

@@ -59,6 +59,8 @@ WATERMARK = "conum_case_pages_watermark"
 #: A decision waits this long at most (then its run fails, and ``follow-cases`` opens another one).
 SUSPEND_SECONDS = 90 * 24 * 3600
 OPEN_TYPES = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
+ENDED_TYPES = [StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED]
+DUPLICATE = "Décision en double : une autre run attend déjà la même décision sur le dossier n° {case_id}."
 
 
 class SelectionAnswer(RunInput):
@@ -122,6 +124,11 @@ def left_step(case_id: int, state: str) -> str:
     return f"Plus de décision à prendre : le dossier n° {case_id} est maintenant à l'étape « {state_label(state)} »."
 
 
+def pause_key(state: str) -> str:
+    """Return the key of a decision's pause: Prefect takes only lowercase letters, digits and dashes."""
+    return "decision-" + state.replace("_", "-")
+
+
 @flow(name="decide-case", retries=0, persist_result=False)
 def decide_case(dossier: int) -> State:
     """Wait (suspended, no process) for the decision a case waits on, then act on it.
@@ -138,7 +145,7 @@ def decide_case(dossier: int) -> State:
     if waiting is None:
         logger.info("%s", left_step(dossier, state))
         return Completed(message=left_step(dossier, state))
-    answer = suspend_flow_run(wait_for_input=waiting.answer, timeout=SUSPEND_SECONDS, key=f"decision-{state}")
+    answer = suspend_flow_run(wait_for_input=waiting.answer, timeout=SUSPEND_SECONDS, key=pause_key(state))
     event, data, actor = waiting.event(answer)
     return act(dossier, event, actor, data)
 
@@ -195,17 +202,21 @@ def open_decisions(client: Any, waiting: dict[int, tuple[str, str, str]]) -> tup
         case_id = int(_tag_value(run, "case:") or 0)
         step = _tag_value(run, "etape:")
         now_state = waiting.get(case_id, (None,))[0]
-        if now_state is not None and now_state == step:
+        paused = run.state is not None and run.state.type == StateType.PAUSED
+        if now_state is not None and now_state == step and case_id not in covered:
             covered.add(case_id)
-        elif run.state is not None and run.state.type == StateType.PAUSED:
-            client.set_flow_run_state(run.id, Completed(message=_why_closed(case_id, now_state)), force=True)
+        elif paused:
+            why = DUPLICATE.format(case_id=case_id) if case_id in covered else _why_closed(case_id, now_state)
+            client.set_flow_run_state(run.id, Completed(message=why), force=True)
             closed += 1
     deployment = client.read_deployment_by_name(DEPLOYMENT) if set(waiting) - covered else None
     for case_id, (state, departement, structure) in sorted(waiting.items()):
         if case_id in covered or deployment is None:
             continue
         tags = [f"case:{case_id}", f"etape:{state}"]
-        before = len(_decision_runs(client, tags))
+        # the key names the decision and how many of its runs have ended (a refused answer opens another):
+        # two follow-cases at once count the same, and the server keeps one run for both
+        before = len(_decision_runs(client, tags, ENDED_TYPES))
         client.create_flow_run_from_deployment(
             deployment.id,
             parameters={"dossier": case_id},

@@ -60,6 +60,15 @@ def _actor(actor: str) -> str:
     }.get(kind, text(actor))
 
 
+def _creator(created_by: str | None) -> str:
+    """Say who created the flow run, where the Prefect server knows it (not Prefect's open-source server)."""
+    if not created_by:
+        return ""
+    kind, _, name = created_by.partition(":")
+    who = {"user": "utilisateur", "automation": "automatisation", "schedule": "planification"}.get(kind, text(kind))
+    return f" — exécution lancée par : {who} {text(name)}"
+
+
 def _data(data: dict[str, Any]) -> str:
     shown = []
     for key, value in data.items():
@@ -156,8 +165,9 @@ def render(page: dict[str, Any]) -> str:
     ]
     for h in page["history"]:
         run = f"`{re.sub(r'[^0-9a-f]', '', str(h['flow_run_id']))[:8]}`" if h.get("flow_run_id") else "—"
+        who = _actor(h["actor"]) + _creator(h.get("created_by"))
         lines.append(
-            f"| {french_instant(h['at'])} | {_actor(h['actor'])} | {event_label(h['event'])} | "
+            f"| {french_instant(h['at'])} | {who} | {event_label(h['event'])} | "
             f"{state_label(h['from'])} | {state_label(h['to'])} | {_data(h['data'])} | {run} |"
         )
     return "\n".join(lines) + "\n"
