@@ -129,6 +129,28 @@ def tag_run(*tags: str) -> None:
         client.update_flow_run(UUID(run_id), tags=sorted({*flow_run.tags, *tags}))
 
 
+def creator(created_by: Any) -> str | None:
+    """Return who created a flow run as the history records it (``type:name``), or None when the server does not say.
+
+    A server that knows its users fills a run's ``created_by`` (a user of Prefect Cloud, an automation, a
+    schedule); the runs an operator starts on Prefect's open-source server carry none.
+    """
+    if created_by is None:
+        return None
+    kind = (getattr(created_by, "type", None) or "unknown").lower()
+    name = getattr(created_by, "display_value", None) or str(getattr(created_by, "id", None) or "")
+    return f"{one_line(kind)}:{one_line(name)}"
+
+
+def run_creator() -> str | None:
+    """Return who created the current flow run (see ``creator``)."""
+    run_id = flow_run.id
+    if run_id is None:
+        return None
+    with get_client(sync_client=True) as client:
+        return creator(client.read_flow_run(UUID(run_id)).created_by)
+
+
 def publish_page(case_id: int) -> str:
     """Refresh the case's page (artifact ``case-<id>``); return its one-line French summary."""
     with read_session(engine()) as session:
@@ -141,6 +163,9 @@ def publish_page(case_id: int) -> str:
 def act(case_id: int, event: str, actor: str, data: dict[str, Any], at: dt.datetime | None = None) -> State:
     """Fire ``event`` on a case, refresh its page and return the run's final state.
 
+    The history records the declared actor, the flow-run id and, where the server knows it, who created
+    the run (``creator``).
+
     ``Completed`` with the case's summary as message and the case (as ``conum show`` gives it) as result,
     or ``Failed`` with one French line when refused; the core's own message, with its figures, follows
     in the logs.
@@ -150,6 +175,7 @@ def act(case_id: int, event: str, actor: str, data: dict[str, Any], at: dt.datet
     try:
         structure_id, departement, state = where(case_id)
         tag_run(f"case:{case_id}", f"departement:{departement}")
+        created_by = run_creator()  # beside the declared actor, where the server knows who created the run
         with write_session(engine()) as session:
             case = service.fire(
                 session,
@@ -160,6 +186,7 @@ def act(case_id: int, event: str, actor: str, data: dict[str, Any], at: dt.datet
                 data=data,
                 policy=policy(),
                 flow_run_id=flow_run.id,
+                created_by=created_by,
             )
             view = case_view(session, case)
     except ConumError as exc:

@@ -227,7 +227,9 @@ def test_an_operators_day(conum: Conum, page: Any) -> None:
     page.get_by_role("button", name="Resume").click()
     modal = page.locator(".p-modal")
     modal.get_by_text("Décision", exact=True).wait_for()
-    modal.locator("fieldset button").first.click()
+    choice = modal.locator("fieldset button").first  # the drop-down of the decision
+    choice.click()
+    choice.press("ArrowDown")
     page.get_by_role("option", name="retenir").click()
     modal.locator("textarea").last.fill("structure:1")
     shot(page, "06-decision-form")
