@@ -139,7 +139,7 @@ def test_a_run_whose_creator_the_server_knows_records_it_in_the_history(world: A
             json={"parameters": {"dossier": case, "acteur": "admin"}},
             headers={
                 "Prefect-Automation-ID": str(uuid4()),
-                "Prefect-Automation-Name": base64.b64encode("Relance des dossiers".encode()).decode(),
+                "Prefect-Automation-Name": base64.b64encode(b"Relance des dossiers").decode(),
             },
         )
         run = FlowRun.model_validate(created.json())
