@@ -157,7 +157,7 @@ def publish_page(case_id: int) -> str:
         page = case_page(session, case_id)
         text = page_markdown(session, case_id)
     markdown(artifact_key("case", case_id), text, f"Dossier n° {case_id} — {state_label(page['state'])}")
-    return summary(page)
+    return summary(page, plain=True)
 
 
 def act(case_id: int, event: str, actor: str, data: dict[str, Any], at: dt.datetime | None = None) -> State:

@@ -87,13 +87,18 @@ def _data(data: dict[str, Any]) -> str:
     return " ; ".join(shown) or "—"
 
 
-def summary(page: dict[str, Any]) -> str:
-    """Return one French sentence that says what the case is: its state, structure and candidate."""
+def summary(page: dict[str, Any], *, plain: bool = False) -> str:
+    """Return one French sentence that says what the case is: its state, structure and candidate.
+
+    Markdown (the case's page) by default; ``plain`` for a run's message and logs, which Prefect shows as
+    they are: names on one line, no markdown escapes.
+    """
     s, c = page["structure"], page["candidate"]
-    who = "candidat anonymisé" if c["anonymised"] else text(c["name"])
+    show = (lambda v: " ".join(str(v).split())) if plain else text
+    who = "candidat anonymisé" if c["anonymised"] else show(c["name"])
     return (
-        f"Dossier n° {page['id']} : {who} (candidat n° {c['id']}) présenté à {text(s['name'])} "
-        f"(structure n° {s['id']}, département {text(s['departement'])}) — étape « {state_label(page['state'])} »."
+        f"Dossier n° {page['id']} : {who} (candidat n° {c['id']}) présenté à {show(s['name'])} "
+        f"(structure n° {s['id']}, département {show(s['departement'])}) — étape « {state_label(page['state'])} »."
     )
 
 
