@@ -66,6 +66,17 @@ def _form_type(annotation: Any, extra: dict[str, Any]) -> Any:
     return str
 
 
+def no_null_default(schema: dict[str, Any]) -> None:
+    """Leave an optional field's ``null`` default out of its JSON schema.
+
+    The UI fills a form with the schema's defaults and checks them against the field's type: a ``null``
+    default in a text or date field fails that check ("None is not of type 'string'"), so the form could not
+    be sent without typing in it. Left out, the field starts empty and an empty field is not sent.
+    """
+    if schema.get("default", ...) is None:
+        del schema["default"]
+
+
 def form_model(data: type[EventData]) -> type[BaseModel] | None:
     """Build the form of an event's data from its model: same fields, French titles and help texts.
 
@@ -85,7 +96,10 @@ def form_model(data: type[EventData]) -> type[BaseModel] | None:
         if info.is_required():
             fields[name] = (kind, Field(..., **options))
         else:
-            fields[name] = (kind | SkipJsonSchema[None], Field(None, **options))  # type: ignore[misc]
+            fields[name] = (
+                kind | SkipJsonSchema[None],  # type: ignore[misc]
+                Field(None, json_schema_extra=no_null_default, **options),
+            )
     model: type[BaseModel] = create_model(
         f"{data.__name__}Form", __config__=ConfigDict(extra="forbid", title=data.title), **fields
     )

@@ -43,7 +43,7 @@ from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from flows.actions import ACTOR_HELP, ACTOR_PATTERN, act, as_data, form_model, publish_page, where
+from flows.actions import ACTOR_HELP, ACTOR_PATTERN, act, as_data, form_model, no_null_default, publish_page, where
 from flows.common import engine, settings
 from states.audit import digest
 from states.casepage import state_label
@@ -72,7 +72,10 @@ class SelectionAnswer(RunInput):
         title="Décision", description="Retenir le candidat, ou le décliner (le motif est alors obligatoire)."
     )
     motif: str | SkipJsonSchema[None] = Field(
-        None, title="Motif (si décliné)", description="Pourquoi la structure ne retient pas ce candidat."
+        None,
+        title="Motif (si décliné)",
+        description="Pourquoi la structure ne retient pas ce candidat.",
+        json_schema_extra=no_null_default,
     )
     acteur: str = Field("admin", title="Qui agit", description=ACTOR_HELP, pattern=ACTOR_PATTERN)
 
