@@ -49,7 +49,7 @@ from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from flows.actions import ACTOR_HELP, ACTOR_PATTERN, act, as_data, form_model, publish_page, where
+from flows.actions import ACTOR_HELP, ACTOR_PATTERN, act, as_data, form_model, no_null_default, publish_page, where
 from flows.applications import act_application, step_label, where_application
 from flows.common import engine, settings
 from states.applications.data import ConventionData
@@ -69,6 +69,8 @@ WATERMARK = "conum_case_pages_watermark"
 #: A decision waits this long at most (then its run fails, and ``follow-cases`` opens another one).
 SUSPEND_SECONDS = 90 * 24 * 3600
 OPEN_TYPES = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
+ENDED_TYPES = [StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED]
+DUPLICATE = "Décision en double : une autre run attend déjà la même décision sur {what} n° {row_id}."
 
 
 class SelectionAnswer(RunInput):
@@ -80,7 +82,10 @@ class SelectionAnswer(RunInput):
         title="Décision", description="Retenir le candidat, ou le décliner (le motif est alors obligatoire)."
     )
     motif: str | SkipJsonSchema[None] = Field(
-        None, title="Motif (si décliné)", description="Pourquoi la structure ne retient pas ce candidat."
+        None,
+        title="Motif (si décliné)",
+        description="Pourquoi la structure ne retient pas ce candidat.",
+        json_schema_extra=no_null_default,
     )
     acteur: str = Field("admin", title="Qui agit", description=ACTOR_HELP, pattern=ACTOR_PATTERN)
 
@@ -206,6 +211,11 @@ def application_left_step(app_id: int, state: str) -> str:
     return f"Plus de décision à prendre : la candidature n° {app_id} est maintenant à l'étape « {step_label(state)} »."
 
 
+def pause_key(state: str) -> str:
+    """Return the key of a decision's pause: Prefect takes only lowercase letters, digits and dashes."""
+    return "decision-" + state.replace("_", "-")
+
+
 def _waiting_cases() -> dict[int, tuple[str, str, str]]:
     """Return the cases waiting on a person: state, département, structure name."""
     with read_session(engine()) as session:
@@ -250,6 +260,10 @@ class Inbox:
         short = " ".join(structure.split())[:60]
         return f"{self.noun} {row_id} : {self.steps[state].verb} ({short}, {departement})"
 
+    def duplicate(self, row_id: int) -> str:
+        what = "le dossier" if self.kind == "case" else "la candidature"
+        return DUPLICATE.format(what=what, row_id=row_id)
+
     def why_closed(self, row_id: int, state: str | None) -> str:
         if state is None:
             try:
@@ -272,7 +286,7 @@ class Inbox:
         if waiting is None:
             get_run_logger().info("%s", self.left_step(row_id, state))
             return Completed(message=self.left_step(row_id, state))
-        answer = suspend_flow_run(wait_for_input=waiting.answer, timeout=SUSPEND_SECONDS, key=f"decision-{state}")
+        answer = suspend_flow_run(wait_for_input=waiting.answer, timeout=SUSPEND_SECONDS, key=pause_key(state))
         event, data, actor = waiting.event(answer)
         return self.act(row_id, event, actor, data)
 
@@ -350,17 +364,21 @@ def open_decisions(client: Any, waiting: dict[int, tuple[str, str, str]], inbox:
         row_id = int(_tag_value(run, f"{inbox.kind}:") or 0)
         step = _tag_value(run, "etape:")
         now_state = waiting.get(row_id, (None,))[0]
-        if now_state is not None and now_state == step:
+        paused = run.state is not None and run.state.type == StateType.PAUSED
+        if now_state is not None and now_state == step and row_id not in covered:
             covered.add(row_id)
-        elif run.state is not None and run.state.type == StateType.PAUSED:
-            client.set_flow_run_state(run.id, Completed(message=inbox.why_closed(row_id, now_state)), force=True)
+        elif paused:
+            why = inbox.duplicate(row_id) if row_id in covered else inbox.why_closed(row_id, now_state)
+            client.set_flow_run_state(run.id, Completed(message=why), force=True)
             closed += 1
     deployment = client.read_deployment_by_name(inbox.deployment) if set(waiting) - covered else None
     for row_id, (state, departement, structure) in sorted(waiting.items()):
         if row_id in covered or deployment is None:
             continue
         tags = [f"{inbox.kind}:{row_id}", f"etape:{state}"]
-        before = len(_decision_runs(client, tags, flow_name=inbox.flow))
+        # the key names the decision and how many of its runs have ended (a refused answer opens another):
+        # two follow-cases at once count the same, and the server keeps one run for both
+        before = len(_decision_runs(client, tags, ENDED_TYPES, inbox.flow))
         client.create_flow_run_from_deployment(
             deployment.id,
             parameters={inbox.parameter: row_id},

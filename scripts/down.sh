@@ -86,7 +86,7 @@ stop_server() {
 
 shopt -s nullglob
 workers=("$RUN"/prefect-worker*.pid)
-servers=("$RUN"/prefect-server*.pid "$RUN"/prefect-services.pid)
+servers=("$RUN"/prefect-server*.pid "$RUN"/prefect-services*.pid) # globs: a missing file is left out
 [ "${#workers[@]}" -gt 0 ] || echo "worker: not started by make up (no run/prefect-worker*.pid)"
 [ "${#servers[@]}" -gt 0 ] || echo "Prefect server: not started by make up (no run/prefect-server*.pid)"
 for file in "${workers[@]}"; do stop_worker "$file" & done

@@ -37,6 +37,15 @@ def _actor(actor: str) -> str:
     }.get(kind, text(actor))
 
 
+def _creator(created_by: str | None) -> str:
+    """Say who created the flow run, where the Prefect server knows it (not Prefect's open-source server)."""
+    if not created_by:
+        return ""
+    kind, _, name = created_by.partition(":")
+    who = {"user": "utilisateur", "automation": "automatisation", "schedule": "planification"}.get(kind, text(kind))
+    return f" — exécution lancée par : {who} {text(name)}"
+
+
 def _data(data: dict[str, Any]) -> str:
     shown = []
     for key, value in data.items():
@@ -55,13 +64,18 @@ def _data(data: dict[str, Any]) -> str:
     return " ; ".join(shown) or "—"
 
 
-def summary(page: dict[str, Any]) -> str:
-    """Return one French sentence that says what the case is: its state, structure and candidate."""
+def summary(page: dict[str, Any], *, plain: bool = False) -> str:
+    """Return one French sentence that says what the case is: its state, structure and candidate.
+
+    Markdown (the case's page) by default; ``plain`` for a run's message and logs, which Prefect shows as
+    they are: names on one line, no markdown escapes.
+    """
     s, c = page["structure"], page["candidate"]
-    who = "candidat anonymisé" if c["anonymised"] else text(c["name"])
+    show = (lambda v: " ".join(str(v).split())) if plain else text
+    who = "candidat anonymisé" if c["anonymised"] else show(c["name"])
     return (
-        f"Dossier n° {page['id']} : {who} (candidat n° {c['id']}) présenté à {text(s['name'])} "
-        f"(structure n° {s['id']}, département {text(s['departement'])}) — étape « {state_label(page['state'])} »."
+        f"Dossier n° {page['id']} : {who} (candidat n° {c['id']}) présenté à {show(s['name'])} "
+        f"(structure n° {s['id']}, département {show(s['departement'])}) — étape « {state_label(page['state'])} »."
     )
 
 
@@ -133,8 +147,9 @@ def render(page: dict[str, Any]) -> str:
     ]
     for h in page["history"]:
         run = f"`{re.sub(r'[^0-9a-f]', '', str(h['flow_run_id']))[:8]}`" if h.get("flow_run_id") else "—"
+        who = _actor(h["actor"]) + _creator(h.get("created_by"))
         lines.append(
-            f"| {french_instant(h['at'])} | {_actor(h['actor'])} | {event_label(h['event'])} | "
+            f"| {french_instant(h['at'])} | {who} | {event_label(h['event'])} | "
             f"{state_label(h['from'])} | {state_label(h['to'])} | {_data(h['data'])} | {run} |"
         )
     return "\n".join(lines) + "\n"

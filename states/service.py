@@ -48,6 +48,7 @@ def _history(
     at: datetime,
     data: dict[str, Any],
     flow_run_id: str | None,
+    created_by: str | None = None,
 ) -> Callable[[], None]:
     """Chain the history row of a step to the case (``history_hash``); return what inserts it.
 
@@ -69,6 +70,7 @@ def _history(
         at=at,
         data=kept,
         flow_run_id=flow_run_id,
+        created_by=created_by,
     )
     case.history_hash = row["hash"]
 
@@ -165,7 +167,7 @@ def _record(ctx: Context, source: str | None, dest: str) -> None:
     if dest in _TERMINAL_VALUES:
         case.due_at = case.deadline_at = None
     insert_history = _history(
-        session, case, ctx.event, source, dest, ctx.actor, ctx.at, ctx.data, ctx.flow_run_id
+        session, case, ctx.event, source, dest, ctx.actor, ctx.at, ctx.data, ctx.flow_run_id, ctx.created_by
     )  # chains the row: the case row written below holds its hash
     try:
         if case in session and inspect(case).persistent:
@@ -200,8 +202,13 @@ def fire(
     flow_run_id: str | None = None,
     expected_version: int | None = None,
     internal: bool = False,
+    created_by: str | None = None,
 ) -> Case:
-    """Fire ``event`` on a case for ``actor`` at instant ``at``; return the case after it."""
+    """Fire ``event`` on a case for ``actor`` at instant ``at``; return the case after it.
+
+    ``flow_run_id`` and ``created_by`` (who created that run, where the Prefect server knows it) go into
+    the history row beside the declared actor.
+    """
     at = utc(at or now())
     actor = parse_actor(actor)
     case, structure, candidate = load_case(session, case_id, lock=True)
@@ -218,6 +225,7 @@ def fire(
         flow_run_id=flow_run_id,
         expected_version=expected_version,
         internal=internal,
+        created_by=created_by,
     )
 
 
@@ -235,6 +243,7 @@ def _fire_loaded(
     flow_run_id: str | None = None,
     expected_version: int | None = None,
     internal: bool = False,
+    created_by: str | None = None,
 ) -> Case:
     """``fire`` on a case the caller has loaded and locked with its structure and candidate.
 
@@ -261,6 +270,7 @@ def _fire_loaded(
         {},
         policy,
         flow_run_id,
+        created_by=created_by,
         internal=internal,
         cascade=_cascade(session, policy),
     )
@@ -293,6 +303,7 @@ def present(
     at: datetime | None = None,
     policy: Policy,
     flow_run_id: str | None = None,
+    created_by: str | None = None,
 ) -> Case:
     """Open a case: present a candidate of the pool to a structure."""
     at = utc(at or now())
@@ -316,14 +327,14 @@ def present(
         lifecycle_version=LIFECYCLE_VERSION,
         policy_version=audit.digest(policy.model_dump(mode="json")),
     )
-    ctx = Context(session, case, structure, candidate, OPENING, actor, at, {}, policy, flow_run_id)
+    ctx = Context(session, case, structure, candidate, OPENING, actor, at, {}, policy, flow_run_id, created_by)
     check(ctx, OPENING.guards)
     start_clock(case, at, policy)
     session.add(case)
     session.flush()
     announce(ctx)
     with session.no_autoflush:  # the end of the chain is written below without moving the version
-        _history(session, case, OPENING, None, case.state, actor, at, {}, flow_run_id)()
+        _history(session, case, OPENING, None, case.state, actor, at, {}, flow_run_id, created_by)()
         session.execute(_SET_CHAIN_END, {"case_id": case.id, "history_hash": case.history_hash})
     set_committed_value(case, "history_hash", case.history_hash)
     return case
