@@ -220,3 +220,52 @@ def test_an_unreachable_prefect_api_is_one_clear_line(tmp_path: Path, server_cac
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "no Prefect server answers" in lines[0], done.stderr
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_make_down_stops_what_make_up_recorded_and_nothing_else(tmp_path: Path) -> None:
+    # a server of ours (its command line names Prefect), leading its own group as `make up` starts it
+    server = subprocess.Popen(
+        [sys.executable, "-c", "import time, sys; time.sleep(120)", "prefect", "server", "start"], process_group=0
+    )
+    # a stale pid file (a reboot): its pid now names somebody else's process, which must survive
+    stranger = subprocess.Popen(["sleep", "120"], process_group=0)
+    (tmp_path / "prefect-server.pid").write_text(f"{server.pid}\n")
+    (tmp_path / "prefect-server-2.pid").write_text(f"{stranger.pid}\n")
+    try:
+        done = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "down.sh")],
+            env={**os.environ, "CONUM_RUN_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert server.wait(timeout=10) == -signal.SIGTERM
+        assert stranger.poll() is None
+        assert list(tmp_path.glob("*.pid")) == []
+    finally:
+        for p in (server, stranger):
+            p.kill()
+            p.wait()
+
+
+def test_make_up_deletes_stale_pid_files_first(tmp_path: Path) -> None:
+    stranger = subprocess.Popen(["sleep", "120"])
+    (tmp_path / "prefect-worker.pid").write_text(f"{stranger.pid}\n")
+    (tmp_path / "prefect-server.pid").write_text("999999999\n")
+    try:
+        done = subprocess.run(
+            ["bash", "-c", f'source "{ROOT}/scripts/pids.sh" && clean_stale "{tmp_path}"'],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert list(tmp_path.glob("*.pid")) == [] and stranger.poll() is None
+        assert "stale prefect-worker.pid" in done.stdout
+    finally:
+        stranger.kill()
+        stranger.wait()
