@@ -129,3 +129,37 @@ def test_two_signings_of_one_candidate_at_once_on_sqlite(sqlite_url: str) -> Non
             holder.rollback()
             holder.close()
         _check_round(sqlite_url, a, b, runs)
+
+
+@pytest.mark.postgres
+def test_a_duplicate_recorded_meanwhile_is_one_line_naming_it() -> None:
+    """Two submissions of one SIRET at once: the second waits on the first's row, then says what exists."""
+    from states.applications.service import submit
+
+    siret = "73282932000074"
+    with postgres_database("conum_duplicate") as url:
+        libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        data = {"name": "Mairie de Bègles", "siret": siret, "kind": "public", "departement": "33", "posts": 2}
+        engine = get_engine(url)
+        with write_session(engine) as s:
+            submit(s, data, at=parse_instant("2026-01-05T10:00"), policy=POLICY)  # not committed yet
+            argv = [str(CONUM), "application", "submit", "--name", "Mairie de Bègles", "--departement", "33"]
+            run = subprocess.Popen(
+                [*argv, "--kind", "public", "--posts", "2", "--siret", siret, "--db", url],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "CONUM_CLOCK": "simulated"},
+            )
+            waiting = (
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            with psycopg.connect(libpq, autocommit=True) as watcher:
+                _until(lambda: watcher.execute(waiting).fetchone() == (1,), "the second submission to wait")
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 3, (out, err)
+        assert out == "" and err.count("\n") == 1, err
+        assert err.startswith("refused: an application with siret 73282932000074 already exists"), err
+        assert "rule: conflict" in err
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM structure")).scalar() == 1  # its own was rolled back
