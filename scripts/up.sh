@@ -46,7 +46,9 @@ export PREFECT_API_AUTH_STRING="$(head -n 1 "$AUTH_FILE")"
 # (a non-interactive shell would start it with SIGINT ignored, and the worker would not stop)
 set -m
 
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+source "$ROOT/scripts/pids.sh"
+alive() { ours "$1"; }
+clean_stale "$RUN" # left by a crash or a reboot: their pids may belong to anyone now
 healthy() { "$BIN/python" - "$PREFECT_API_URL/health" <<'EOF' 2>/dev/null
 import sys, urllib.request
 with urllib.request.urlopen(sys.argv[1], timeout=2) as r:

@@ -97,6 +97,13 @@ _LOAD_CASE = (
     .where(col(Case.id) == bindparam("case_id"))
 )
 _LOAD_CASE_LOCKED = _LOAD_CASE.with_for_update(of=Case)
+#: The row lock of a case's candidate, taken before the case's own (see ``load_case``).
+_LOCK_CANDIDATE_OF_CASE = (
+    select(Candidate.id)
+    .join(Case, col(Case.candidate_id) == col(Candidate.id))
+    .where(col(Case.id) == bindparam("case_id"))
+    .with_for_update(of=Candidate)
+)
 _TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
 _CASE_TABLE: Table = Case.__table__  # type: ignore[attr-defined]
 #: The columns a transition may change: all but the key, the version and the two parties.
@@ -127,7 +134,17 @@ for _name, _guard in GUARDS.items():
 
 
 def load_case(session: Session, case_id: int, *, lock: bool = False) -> tuple[Case, Structure, Candidate]:
-    """Return a case with its structure and candidate, in one query; ``lock`` takes the row lock."""
+    """Return a case with its structure and candidate, in one query; ``lock`` takes the row lock.
+
+    Lock order (PostgreSQL): the candidate's row, then the case's, then the structure's (``within_quota``),
+    then the candidate's other cases (signing withdraws them). Every transition takes them in that order,
+    so that two signings of one candidate, each closing the other's case, wait for each other instead of
+    deadlocking: the second finds its case withdrawn and is refused. The batch runs lock cases only
+    (``SKIP LOCKED``) and fire no event that takes a candidate's or a structure's lock. SQLite needs no
+    row lock: its write transactions run one at a time.
+    """
+    if lock and session.get_bind().dialect.name != "sqlite":
+        session.exec(_LOCK_CANDIDATE_OF_CASE, params={"case_id": case_id}).first()
     row = session.exec(_LOAD_CASE_LOCKED if lock else _LOAD_CASE, params={"case_id": case_id}).first()
     if row is None:
         raise NotFound(f"case {case_id} does not exist: `conum list` shows the cases")
