@@ -67,6 +67,8 @@ APPLICATION_RULE_LABELS = {
     "no_active_contract": "Dossier clos avec des contrats actifs",
     "convention_signed": "Convention de la structure non signée",
 }
+#: Every rule the report names: the cases' and the applications'.
+ALL_RULE_LABELS = {**RULE_LABELS, **APPLICATION_RULE_LABELS}
 
 
 def _env() -> jinja2.Environment:
@@ -113,7 +115,7 @@ def render(
             missed_rate_label=MISSED_RATE_LABEL,
             generated_at=generated_at,
             parameters=list(parameters),
-            rule_labels={**RULE_LABELS, **APPLICATION_RULE_LABELS},
+            rule_labels=ALL_RULE_LABELS,
             application_labels={state.value: label for state, label in APPLICATION_LABELS.items()},
             contract_labels=CONTRACT_TYPES,
             refused=sorted((figures.run.get("refused") or {}).items(), key=lambda item: -int(item[1])),

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from states.applications.rules import GUARDS as APPLICATION_GUARDS
 from states.rules import GUARDS
 from states.simulation import CHARTS, Outcome, headline
-from states.simulation.report import RULE_LABELS
+from states.simulation.report import ALL_RULE_LABELS
 
 
 class Page(HTMLParser):
@@ -70,7 +71,7 @@ def test_report_has_every_chart_and_the_headline_figures(first: Outcome) -> None
 
 
 def test_every_rule_that_can_refuse_an_action_has_a_french_label() -> None:
-    assert set(GUARDS) | {"lifecycle", "conflict"} <= set(RULE_LABELS)
+    assert set(GUARDS) | set(APPLICATION_GUARDS) | {"lifecycle", "conflict"} <= set(ALL_RULE_LABELS)
 
 
 # ---------------------------------------------------------------- in a real browser
