@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from states.clock import paris_day, utc
 from states.geo import DEPARTEMENTS, name_of, region_of
 from states.lifecycle import State
-from states.models import Candidate, Case, History, Structure, Tranche
+from states.models import Candidate, Case, History, Outbox, Structure, Tranche
 from states.outbox.render import MONTHS, RUPTURE_REASONS, euros, french_day
 
 #: The happy path, in order: the funnel counts the cases that reached each step.
@@ -96,6 +96,8 @@ class Figures:
     contracts_by_type: dict[str, int]
     mails: int = 0
     payment_orders: int = 0
+    #: the outbox by kind and recipient: who was told of what ({kind, recipient, count}, most first)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,6 +169,9 @@ def collect(
         recovery_cents, recoveries = s.exec(
             select(func.coalesce(func.sum(Case.recovery_cents), 0), func.count()).where(col(Case.recovery_cents) > 0)
         ).one()
+        told = s.exec(
+            select(Outbox.kind, Outbox.recipient, func.count()).group_by(col(Outbox.kind), col(Outbox.recipient))
+        ).all()
         last_at = s.exec(select(func.max(History.at))).one()
         first_at = s.exec(select(func.min(History.at))).one()
 
@@ -276,6 +281,10 @@ def collect(
         contracts_by_type=contracts_by_type,
         mails=_count_files(mail_dir),
         payment_orders=_count_files(payment_dir),
+        notifications=[
+            {"kind": k, "recipient": r, "count": int(n)}
+            for k, r, n in sorted(told, key=lambda t: (-int(t[2]), t[0], t[1]))
+        ],
     )
 
 
