@@ -115,6 +115,43 @@ APPLICATION_CONDITIONS: dict[str, str] = {
 }
 del _
 
+#: How each kind and recipient reads in French (the simulation report counts them).
+KIND_LABELS: dict[str, str] = {
+    "candidate_presented": "Candidature présentée",
+    "selected": "Candidature retenue",
+    "declined": "Candidature déclinée",
+    "withdrawn": "Retrait du candidat",
+    "signed_elsewhere": "Candidat recruté par une autre structure",
+    "contract_signed": "Contrat signé",
+    "training_convocation": "Convocation à la formation initiale",
+    "training_started": "Départ en formation enregistré",
+    "in_post": "Prise de poste",
+    "rupture": "Fin de contrat (rupture ou annulation)",
+    "recovery_order": "Ordre de reversement",
+    "cancelled": "Dossier annulé",
+    "time_out": "Délai dépassé, dossier clos",
+    "reminder": "Relance",
+    "escalation_prefet": "Signalement au préfet",
+    "escalation_anct": "Signalement à l'ANCT",
+    "tranche_paid": "Versement d'une tranche",
+    "final_tranche_paid": "Versement de la dernière tranche",
+    "payment_order": "Ordre de paiement",
+    "application_submitted": "Candidature de structure : avis attendu",
+    "application_opinion": "Candidature de structure : avis rendu",
+    "application_validated": "Candidature de structure validée",
+    "application_refused": "Candidature de structure refusée",
+    "application_reminder": "Candidature de structure : relance",
+    "application_escalation": "Candidature de structure : signalement",
+}
+RECIPIENT_LABELS: dict[str, str] = {
+    "structure": "structure",
+    "candidate": "candidat",
+    "training_org": "organisme de formation",
+    "prefet": "préfet",
+    "anct": "ANCT",
+    "payment": "service payeur (fichier)",
+}
+
 #: Kinds that are not mails: written as files by the delivery (``states.outbox.payment``).
 FILE_KINDS = frozenset({"payment_order"})
 
@@ -202,8 +239,10 @@ __all__ = [
     "BY_EVENT",
     "CONDITIONS",
     "FILE_KINDS",
+    "KIND_LABELS",
     "MATRIX",
     "RECIPIENTS",
+    "RECIPIENT_LABELS",
     "SILENT",
     "Notice",
     "mail_kinds_used",

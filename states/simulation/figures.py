@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from states.clock import paris_day, utc
 from states.geo import DEPARTEMENTS, name_of, region_of
 from states.lifecycle import State
-from states.models import Candidate, Case, History, Structure, Tranche
+from states.models import Candidate, Case, History, Outbox, Structure, Tranche
 from states.outbox.render import MONTHS, RUPTURE_REASONS, euros, french_day
 
 #: The happy path, in order: the funnel counts the cases that reached each step.
@@ -98,6 +98,8 @@ class Figures:
     payment_orders: int = 0
     #: The application phase (``states.simulation.appfigures``): empty for a programme without applications.
     applications: dict[str, Any] = field(default_factory=dict)
+    #: the outbox by kind and recipient: who was told of what ({kind, recipient, count}, most first)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -180,6 +182,9 @@ def collect(
         recovery_cents, recoveries = s.exec(
             select(func.coalesce(func.sum(Case.recovery_cents), 0), func.count()).where(col(Case.recovery_cents) > 0)
         ).one()
+        told = s.exec(
+            select(Outbox.kind, Outbox.recipient, func.count()).group_by(col(Outbox.kind), col(Outbox.recipient))
+        ).all()
         last_at = s.exec(select(func.max(History.at))).one()
         first_at = s.exec(select(func.min(History.at))).one()
 
@@ -290,6 +295,10 @@ def collect(
         mails=_count_files(mail_dir),
         payment_orders=_count_files(payment_dir),
         applications=applications,
+        notifications=[
+            {"kind": k, "recipient": r, "count": int(n)}
+            for k, r, n in sorted(told, key=lambda t: (-int(t[2]), t[0], t[1]))
+        ],
     )
 
 

@@ -17,6 +17,7 @@ from markupsafe import Markup
 from states.applications.table import LABELS as APPLICATION_LABELS
 from states.french import FILTERS as FRENCH
 from states.lifecycle import LABELS, State
+from states.notifications import KIND_LABELS, RECIPIENT_LABELS
 from states.outbox.render import CONTRACT_TYPES, euros, french_day, french_instant
 from states.paths import TEMPLATES
 from states.simulation.charts import CHARTS
@@ -113,6 +114,8 @@ def render(
             deadline_kinds=[(k, DEADLINE_LABELS[k]) for k in DEADLINE_KINDS],
             missed_label=MISSED_LABEL,
             missed_rate_label=MISSED_RATE_LABEL,
+            kind_labels=KIND_LABELS,
+            recipient_labels=RECIPIENT_LABELS,
             generated_at=generated_at,
             parameters=list(parameters),
             rule_labels=ALL_RULE_LABELS,

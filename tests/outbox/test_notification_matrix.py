@@ -53,6 +53,13 @@ def test_every_template_is_used_by_the_matrix() -> None:
     assert set(mail_kinds()) == mail_kinds_used()
 
 
+def test_every_kind_and_recipient_has_a_french_label_for_the_report() -> None:
+    from states.notifications import KIND_LABELS, RECIPIENT_LABELS
+
+    assert set(KIND_LABELS) == mail_kinds_used() | FILE_KINDS
+    assert set(RECIPIENT_LABELS) == set(RECIPIENTS)
+
+
 def test_the_documented_matrix_is_generated_from_the_data() -> None:
     page = (ROOT / "docs" / "notifications.md").read_text(encoding="utf-8")
     assert page == markdown(), "docs/notifications.md is stale: write states.notifications.markdown() into it"

@@ -158,3 +158,11 @@ def test_each_rate_of_the_report_is_computed_from_the_count_shown_beside_it(firs
         cases, missed = _number(row["cases"]), _number(row["missed"])
         assert missed == sum(_number(row[k]) for k in ("prefet", "anct", "time_outs")), row
         assert _number(row["missed_per_100"]) == round(100 * missed / cases, 1), row
+
+
+def test_the_report_counts_who_was_told_of_what(first: Outcome) -> None:
+    html = first.report.read_text(encoding="utf-8")
+    told = {(t["kind"], t["recipient"]): t["count"] for t in first.figures.notifications}
+    assert told[("declined", "candidate")] > 0 and told[("selected", "candidate")] > 0
+    assert sum(told.values()) >= first.figures.mails + first.figures.payment_orders
+    assert 'data-kind="declined" data-recipient="candidate"><td>Candidature déclinée</td>' in html
