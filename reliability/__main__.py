@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -255,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = run(campaign, backend, plan, args.parsers)
                 rows.append({**row.figures(), "examples": row.examples()})
                 print(f"{campaign} × {backend}: {json.dumps(row.figures(), ensure_ascii=False)}", file=sys.stderr)
+    shutil.rmtree(prefect, ignore_errors=True)
     seconds = time.monotonic() - started
     if args.merge:
         seconds = sum(f["seconds"] for f in rows)
