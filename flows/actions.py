@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Literal, get_args
 from uuid import UUID
@@ -66,6 +67,17 @@ def _form_type(annotation: Any, extra: dict[str, Any]) -> Any:
     return str
 
 
+def no_null_default(schema: dict[str, Any]) -> None:
+    """Leave an optional field's ``null`` default out of its JSON schema.
+
+    The UI fills a form with the schema's defaults and checks them against the field's type: a ``null``
+    default in a text or date field fails that check ("None is not of type 'string'"), so the form could not
+    be sent without typing in it. Left out, the field starts empty and an empty field is not sent.
+    """
+    if schema.get("default", ...) is None:
+        del schema["default"]
+
+
 def form_model(data: type[EventData]) -> type[BaseModel] | None:
     """Build the form of an event's data from its model: same fields, French titles and help texts.
 
@@ -85,7 +97,10 @@ def form_model(data: type[EventData]) -> type[BaseModel] | None:
         if info.is_required():
             fields[name] = (kind, Field(..., **options))
         else:
-            fields[name] = (kind | SkipJsonSchema[None], Field(None, **options))  # type: ignore[misc]
+            fields[name] = (
+                kind | SkipJsonSchema[None],  # type: ignore[misc]
+                Field(None, json_schema_extra=no_null_default, **options),
+            )
     model: type[BaseModel] = create_model(
         f"{data.__name__}Form", __config__=ConfigDict(extra="forbid", title=data.title), **fields
     )
@@ -129,17 +144,42 @@ def tag_run(*tags: str) -> None:
         client.update_flow_run(UUID(run_id), tags=sorted({*flow_run.tags, *tags}))
 
 
+def creator(created_by: Any) -> str | None:
+    """Return who created a flow run as the history records it (``type:name``), or None when the server does not say.
+
+    A server that knows its users fills a run's ``created_by`` (a user of Prefect Cloud, an automation, a
+    schedule); the runs an operator starts on Prefect's open-source server carry none.
+    """
+    if created_by is None:
+        return None
+    kind = (getattr(created_by, "type", None) or "unknown").lower()
+    name = getattr(created_by, "display_value", None) or str(getattr(created_by, "id", None) or "")
+    return f"{one_line(kind)}:{one_line(name)}"
+
+
+def run_creator() -> str | None:
+    """Return who created the current flow run (see ``creator``)."""
+    run_id = flow_run.id
+    if run_id is None:
+        return None
+    with get_client(sync_client=True) as client:
+        return creator(client.read_flow_run(UUID(run_id)).created_by)
+
+
 def publish_page(case_id: int) -> str:
     """Refresh the case's page (artifact ``case-<id>``); return its one-line French summary."""
     with read_session(engine()) as session:
         page = case_page(session, case_id)
         text = page_markdown(session, case_id)
     markdown(artifact_key("case", case_id), text, f"Dossier n° {case_id} — {state_label(page['state'])}")
-    return summary(page)
+    return summary(page, plain=True)
 
 
 def act(case_id: int, event: str, actor: str, data: dict[str, Any], at: dt.datetime | None = None) -> State:
     """Fire ``event`` on a case, refresh its page and return the run's final state.
+
+    The history records the declared actor, the flow-run id and, where the server knows it, who created
+    the run (``creator``).
 
     ``Completed`` with the case's summary as message and the case (as ``conum show`` gives it) as result,
     or ``Failed`` with one French line when refused; the core's own message, with its figures, follows
@@ -150,6 +190,7 @@ def act(case_id: int, event: str, actor: str, data: dict[str, Any], at: dt.datet
     try:
         structure_id, departement, state = where(case_id)
         tag_run(f"case:{case_id}", f"departement:{departement}")
+        created_by = run_creator()  # beside the declared actor, where the server knows who created the run
         with write_session(engine()) as session:
             case = service.fire(
                 session,
@@ -160,6 +201,7 @@ def act(case_id: int, event: str, actor: str, data: dict[str, Any], at: dt.datet
                 data=data,
                 policy=policy(),
                 flow_run_id=flow_run.id,
+                created_by=created_by,
             )
             view = case_view(session, case)
     except ConumError as exc:
@@ -203,20 +245,23 @@ FLOW_NAMES: dict[str, str] = {
 }
 
 
-def _action_flow(event: str) -> Flow[..., Any]:
-    """Build the flow of one action: its parameters are the case, the event's form and the actor."""
-    ev = BY_NAME[event]
+def action_flow(
+    event: str, ev: Any, name: str, fire: Callable[..., State], subject: tuple[str, str, str]
+) -> Flow[..., Any]:
+    """Build the flow of one action: its parameters are the row acted on, the event's form and the actor.
+
+    ``ev`` is the event's row of its table (its ``data`` model and ``label``), ``fire`` the shared action
+    (``act`` for a case), ``subject`` the row's parameter: its name, its help text and how the docstring
+    names it ("un dossier").
+    """
+    key, help_text, noun = subject
     form = form_model(ev.data)
-
-    def run(dossier: int, donnees: BaseModel | None = None, acteur: str = "admin") -> State:
-        return act(dossier, event, acteur, as_data(donnees))
-
     params = [
         inspect.Parameter(
-            "dossier",
+            key,
             inspect.Parameter.POSITIONAL_OR_KEYWORD,
             annotation=int,
-            default=Field(..., ge=1, description="Numéro du dossier (sa page, case-<n°>, le donne)."),
+            default=Field(..., ge=1, description=help_text),
         )
     ]
     if form is not None:
@@ -227,7 +272,8 @@ def _action_flow(event: str) -> Flow[..., Any]:
                 annotation=form,
                 default=Field(
                     ... if ev.data.required() else {},
-                    description=f"{ev.data.title} : les champs marqués d'une * sont obligatoires.",
+                    description=f"{ev.data.title} : les champs marqués « (Optional) » sont facultatifs, les autres "
+                    "obligatoires.",
                 ),
             )
         )
@@ -239,12 +285,23 @@ def _action_flow(event: str) -> Flow[..., Any]:
             default=Field("admin", pattern=ACTOR_PATTERN, description=ACTOR_HELP),
         )
     )
-    run.__signature__ = inspect.Signature(params, return_annotation=State)  # type: ignore[attr-defined]
+    signature = inspect.Signature(params, return_annotation=State)
+
+    def run(*args: Any, **kwargs: Any) -> State:
+        given = signature.bind_partial(*args, **kwargs).arguments
+        return fire(given[key], event, given.get("acteur", "admin"), as_data(given.get("donnees")))
+
+    run.__signature__ = signature  # type: ignore[attr-defined]
     run.__annotations__ = {p.name: p.annotation for p in params} | {"return": State}
     run.__name__ = run.__qualname__ = event
-    run.__doc__ = f"{ev.label} : une action sur un dossier, enregistrée dans son historique."
-    name = FLOW_NAMES[event]
-    return flow(name=name, flow_run_name=f"{name}-dossier-{{dossier}}", retries=0, persist_result=False)(run)
+    run.__doc__ = f"{ev.label} : une action sur {noun}, enregistrée dans son historique."
+    return flow(name=name, flow_run_name=f"{name}-{key}-{{{key}}}", retries=0, persist_result=False)(run)
+
+
+def _action_flow(event: str) -> Flow[..., Any]:
+    """Build the flow of one action on a case."""
+    subject = ("dossier", "Numéro du dossier (sa page, case-<n°>, le donne).", "un dossier")
+    return action_flow(event, BY_NAME[event], FLOW_NAMES[event], act, subject)
 
 
 assert set(FLOW_NAMES) == set(OPERATOR_EVENTS), "every operator event has its form, and only they"

@@ -7,7 +7,7 @@ command runs, so ``conum --help`` and the domain's commands stay fast.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,59 +20,23 @@ from states.cli import app
 from states.cli.app import At, Json, emit, guarded, instant, out, policy, run
 
 
-def _prefect_environment() -> None:
-    """Point Prefect at the server of `make up` if one answers, else at a temporary server kept in run/.
-
-    Set before Prefect is imported: telemetry off, the temporary server's files in run/prefect (where
-    `make up` finds the runs afterwards), its console logs limited to warnings (the progress bar is
-    the terminal's view; the runs' logs go to the server).
-    """
+def _prefect_quiet() -> None:
+    """Before Prefect is imported: telemetry off, console logs limited to warnings (the progress bar is the
+    terminal's view; the runs' logs go to the server)."""
     import os
-    import urllib.request
 
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    if os.environ.get("PREFECT_API_URL"):
-        return
-    api = f"http://127.0.0.1:{os.environ.get('PREFECT_PORT', '4200')}/api"
-    try:
-        with urllib.request.urlopen(f"{api}/health", timeout=0.5) as answer:
-            if answer.status == 200:
-                os.environ["PREFECT_API_URL"] = api
-                return
-    except OSError:
-        pass
-    home = Path(os.environ.get("PREFECT_HOME") or Path("run/prefect").resolve())
-    home.mkdir(parents=True, exist_ok=True)  # Prefect creates only the last folder of its home
-    os.environ["PREFECT_HOME"] = str(home)
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_ENABLED", "true")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
-def _start_temporary_server() -> Callable[[], None]:
-    """Start Prefect's temporary server in the background, if Prefect is to use one; return a wait.
-
-    The server takes seconds to boot in its own process; meanwhile this one imports the flows and
-    checks its input. The wait returns once the server answers (at once if there is no temporary server).
-    """
-    import contextlib
-    import os
+def _stop_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so that a terminated command stops its server and its children itself."""
+    import signal
     import threading
 
-    if os.environ.get("PREFECT_API_URL"):
-        return lambda: None
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()  # the one instance Prefect's client uses too
-
-    def start() -> None:
-        with contextlib.suppress(Exception):  # if it fails, the flow's own start tries again and says why
-            server.start()
-
-    thread = threading.Thread(target=start, name="prefect-temporary-server", daemon=True)
-    thread.start()
-    return thread.join
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 @app.command()
@@ -90,11 +54,23 @@ def simulate(
     db: Annotated[
         str | None, typer.Option("--db", help="A new or empty database (default: simulation.db next to the report).")
     ] = None,
+    prefect_api: Annotated[
+        str | None,
+        typer.Option(
+            "--prefect-api",
+            help="Send the runs to this Prefect API (e.g. http://127.0.0.1:4200/api), with the login of "
+            "PREFECT_API_AUTH_STRING or run/api-auth; default: a temporary server of the command's own.",
+        ),
+    ] = None,
     as_json: Json = False,
     at: At = None,
 ) -> None:
-    """Run a whole programme in fast-forward through the real system, as one Prefect flow run; write a report."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """Run a whole programme in fast-forward through the real system, as one Prefect flow run; write a report.
+
+    The runs go to a temporary Prefect server started for the command and ended with it (never to a server
+    already running, whatever PREFECT_API_URL says), unless --prefect-api names one.
+    """
+    import contextlib
 
     from states.simulation import default_database, make_config, preflight
 
@@ -102,8 +78,51 @@ def simulate(
     when = instant(at)
     url = db or default_database(report)
     preflight(url, report)
-    _prefect_environment()
-    server_ready = _start_temporary_server()
+    _prefect_quiet()
+    _stop_on_sigterm()
+    from flows.server import TemporaryServer, api_auth, check_api, use_api
+
+    with contextlib.ExitStack() as stack:
+        if prefect_api:
+            auth = api_auth()
+            check_api(prefect_api, auth)
+            use_api(prefect_api, auth)
+            server = None
+        else:
+            auth = None
+            server = stack.enter_context(TemporaryServer())  # it boots while Prefect is imported below
+            use_api(server.api_url, None, home=server.home)
+        result = _simulate(server, auth, config, url, report, when)
+
+    def human() -> None:
+        table = Table("Indicateur", "Valeur", title="Programme simulé")
+        for row in result["headline"]:
+            table.add_row(row["label"], row["value"])
+        out.print(table)
+        for check in result["reconciliation"]["checks"]:
+            mark = ("OK", "green") if check["ok"] else (f"{len(check['violations'])} écart(s)", "red")
+            out.print(Text.assemble(mark, f"  {check['label']} ({check['checked']} vérifiés)"))
+            for violation in check["violations"][:20]:
+                out.print(f"    {violation}")
+        out.print(f"reconciliation: {'OK' if result['ok'] else 'VIOLATIONS'}")
+        out.print(f"report: {result['report']}")
+
+    emit(result, as_json, human)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+def _simulate(server: Any, auth: str | None, config: Any, url: str, report: Path, when: Any) -> dict[str, Any]:
+    """Run the simulation flow against the server chosen, with a progress bar on stderr; return its result.
+
+    The server is the one of ``PREFECT_API_URL`` as ``use_api`` set it, also when Prefect was imported before.
+    """
+    import os
+
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flows.server import flush_to_server
     from flows.simulate import listening, simulate_programme
 
     bar = Progress(
@@ -129,34 +148,26 @@ def simulate(
 
     with bar, listening(started, month_done):
         bar.update(task, completed=0)
-        server_ready()
-        result = simulate_programme(
-            posts=config.posts,
-            seed=config.seed,
-            start=config.start.isoformat(),
-            database_url=url,
-            report=str(report),
-            at=when,
-        )
+        if server is not None:
+            server.wait_ready()
+        updates: dict[Any, Any] = {PREFECT_API_URL: os.environ["PREFECT_API_URL"]}
+        if auth:
+            updates[PREFECT_API_AUTH_STRING] = auth
+        unset = [PREFECT_API_KEY] + ([] if auth else [PREFECT_API_AUTH_STRING])
+        with temporary_settings(updates=updates, restore_defaults=unset):
+            result = simulate_programme(
+                posts=config.posts,
+                seed=config.seed,
+                start=config.start.isoformat(),
+                database_url=url,
+                report=str(report),
+                at=when,
+            )
+            flush_to_server()
         if bar.tasks[0].total:
             bar.update(task, completed=bar.tasks[0].total, description="programme over")
 
-    def human() -> None:
-        table = Table("Indicateur", "Valeur", title="Programme simulé")
-        for row in result["headline"]:
-            table.add_row(row["label"], row["value"])
-        out.print(table)
-        for check in result["reconciliation"]["checks"]:
-            mark = ("OK", "green") if check["ok"] else (f"{len(check['violations'])} écart(s)", "red")
-            out.print(Text.assemble(mark, f"  {check['label']} ({check['checked']} vérifiés)"))
-            for violation in check["violations"][:20]:
-                out.print(f"    {violation}")
-        out.print(f"reconciliation: {'OK' if result['ok'] else 'VIOLATIONS'}")
-        out.print(f"report: {result['report']}")
-
-    emit(result, as_json, human)
-    if not result["ok"]:
-        raise typer.Exit(1)
+    return result
 
 
 def main() -> None:

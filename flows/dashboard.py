@@ -4,8 +4,10 @@ Hourly and on demand. The figures come from ``states.dashboard`` (no Prefect
 there); this flow only publishes them. Artifact keys:
 
 - ``dashboard-summary``: the key figures (markdown);
-- ``dashboard-departements``: cases by département and state;
-- ``dashboard-regions``: cases by région and state;
+- ``dashboard-departements``, ``dashboard-regions``: open cases by département / région and state,
+  with the overdue and escalated ones;
+- ``dashboard-departements-clos``, ``dashboard-regions-clos``: closed cases by département / région and
+  how they ended (the tables are split so that each reads at 1,400 px);
 - ``dashboard-attention``: open cases overdue or escalated;
 - ``dashboard-money``: subsidy committed, paid, still to pay and cancelled, by month;
 - ``dashboard-lifecycle``: the lifecycle diagram (mermaid), generated from the table;
@@ -22,12 +24,14 @@ from prefect import flow, get_run_logger
 
 from flows.common import engine, instant, markdown, table
 from states import dashboard
-from states.clock import show
+from states.labels import when_long
 
 KEYS = (
     "dashboard-summary",
     "dashboard-departements",
     "dashboard-regions",
+    "dashboard-departements-clos",
+    "dashboard-regions-clos",
     "dashboard-attention",
     "dashboard-money",
     "dashboard-lifecycle",
@@ -46,14 +50,27 @@ def programme_dashboard(at: datetime | None = None) -> dict[str, Any]:
     """
     when = instant(at)
     d = dashboard.build(engine(), when)
-    stamp = show(when)
+    stamp = when_long(when)
     markdown("dashboard-summary", d.summary_markdown(), f"Tableau de bord au {stamp}")
-    table("dashboard-departements", d.by_departement, f"Dossiers par département et par état au {stamp}")
-    table("dashboard-regions", d.by_region, f"Dossiers par région et par état au {stamp}")
+    table(
+        "dashboard-departements",
+        d.by_departement,
+        f"Dossiers en cours par département au {stamp}. {dashboard.LEGEND_OPEN}",
+    )
+    table("dashboard-regions", d.by_region, f"Dossiers en cours par région au {stamp}. {dashboard.LEGEND_OPEN}")
+    table(
+        "dashboard-departements-clos",
+        d.closed_by_departement,
+        f"Dossiers clos par département au {stamp}. {dashboard.LEGEND_CLOSED}",
+    )
+    table(
+        "dashboard-regions-clos", d.closed_by_region, f"Dossiers clos par région au {stamp}. {dashboard.LEGEND_CLOSED}"
+    )
     table(
         "dashboard-attention",
         d.attention,
-        f"{d.attention_total} dossier(s) en retard ou escaladé(s) au {stamp}",
+        f"{d.attention_total} dossier(s) en retard ou escaladé(s) au {stamp}, les plus escaladés d'abord. "
+        "**retard (j)** : jours depuis l'échéance ; **escalade** : relance, préfet ou ANCT.",
     )
     table("dashboard-money", dashboard.money_table(d.money), f"Subvention par mois au {stamp}")
     markdown("dashboard-lifecycle", dashboard.lifecycle_markdown(), "Cycle de vie d'un dossier")
@@ -68,10 +85,12 @@ def programme_dashboard(at: datetime | None = None) -> dict[str, Any]:
     figures = {
         "cases": sum(d.counts.values()),
         "attention": d.attention_total,
+        "overdue": d.overdue,
+        "escalated": d.escalated,
         "broken_histories": d.broken_histories,
         "committed_cents": sum(m.committed for m in d.money),
         "paid_cents": sum(m.paid for m in d.money),
         "to_pay_cents": sum(m.to_pay for m in d.money),
     }
-    get_run_logger().info("dashboard at %s: %s", stamp, figures)
+    get_run_logger().info("tableau de bord au %s : %s", stamp, figures)
     return figures

@@ -15,12 +15,32 @@ Artifacts: ``deliver-notifications`` (what was sent) and
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from prefect import flow, get_run_logger
 
 from flows.common import engine, instant, settings, table
-from states.clock import show
-from states.outbox import deliver
+from states.labels import when as when_cell
+from states.labels import when_long
+from states.outbox import DeliveryReport, deliver
+
+#: How each channel is called in the tables.
+CHANNELS = {"smtp": "courriel", "eml": "fichier .eml", "payment_order": "ordre de paiement"}
+
+
+def sent_rows(report: DeliveryReport) -> list[dict[str, Any]]:
+    """The notifications sent, as an agent reads them: French headers, no codes."""
+    return [
+        {
+            "envoi": s.outbox_id,
+            "dossier": s.case_id or "—",
+            "destinataire": s.recipient,
+            "à": s.to,
+            "objet": s.subject,
+            "canal": CHANNELS.get(s.channel, s.channel),
+        }
+        for s in report.deliveries
+    ]
 
 
 @flow(name="deliver-notifications", retries=0, persist_result=False)
@@ -34,20 +54,19 @@ def deliver_notifications(at: datetime | None = None, limit: int | None = None) 
     logger = get_run_logger()
     when = instant(at)
     report = deliver(engine(), when, settings(), limit=limit)
-    table("deliver-notifications", report.table(), f"Sent at {show(when)}")
+    table("deliver-notifications", sent_rows(report), f"Envois du {when_long(when)}")
     problems = [
         {
-            "outbox": p.outbox_id,
-            "case": p.case_id,
-            "kind": p.kind,
-            "recipient": p.recipient,
-            "attempts": p.attempts,
-            "outcome": "failed, gave up" if p.gave_up else f"retry at {show(p.next_attempt_at)}",
-            "error": p.error,
+            "envoi": p.outbox_id,
+            "dossier": p.case_id or "—",
+            "destinataire": p.recipient,
+            "essais": p.attempts,
+            "suite": "abandonné" if p.gave_up else f"nouvel essai le {when_cell(p.next_attempt_at)}",
+            "erreur": p.error,
         }
         for p in report.problems
     ]
-    table("deliver-notifications-problems", problems, f"Not delivered at {show(when)}")
+    table("deliver-notifications-problems", problems, f"Envois en échec le {when_long(when)}")
     for p in report.problems:
         log = logger.error if p.gave_up else logger.warning
         log("outbox row %s (%s to %s) not delivered: %s", p.outbox_id, p.kind, p.recipient, p.error)

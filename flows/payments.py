@@ -18,10 +18,11 @@ from datetime import datetime
 from prefect import flow, get_run_logger
 
 from flows.common import engine, fail_if_held, instant, policy, settings, table
+from flows.notifications import sent_rows
 from states import batch
-from states.clock import show
 from states.dashboard import payments_by_structure
 from states.db import read_session
+from states.labels import when_long
 from states.outbox import PAYMENT_KIND, deliver
 
 
@@ -39,9 +40,9 @@ def pay_tranches(at: datetime | None = None, chunk: int = 500) -> dict[str, int]
     report = batch.pay(eng, when, policy(), chunk=chunk)
     with read_session(eng) as session:
         rows = payments_by_structure(session, [(p.structure_id, p.amount_cents) for p in report.payments])
-    table("pay-tranches", rows, f"Tranches paid at {show(when)}, by structure")
+    table("pay-tranches", rows, f"Tranches versées le {when_long(when)}, par structure")
     orders = deliver(eng, when, settings(), kinds=[PAYMENT_KIND])
-    table("pay-tranches-orders", orders.table(), f"Payment orders written at {show(when)}")
+    table("pay-tranches-orders", sent_rows(orders), f"Ordres de paiement écrits le {when_long(when)}")
     for case, why in report.failures.items():
         logger.warning("case %s not paid: %s", case, why)
     for problem in orders.problems:

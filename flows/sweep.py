@@ -19,9 +19,10 @@ from prefect import flow, get_run_logger
 
 from flows.common import MAX_ROWS, Progress, engine, fail_if_held, instant, markdown, policy, table
 from states import batch
-from states.clock import show
 from states.dashboard import due_count
 from states.db import read_session
+from states.labels import escalation, event_label, text, when_long
+from states.labels import when as when_cell
 
 
 @flow(name="sweep-deadlines", retries=0, persist_result=False)
@@ -37,23 +38,32 @@ def sweep_deadlines(at: datetime | None = None, chunk: int = 500) -> dict[str, i
     eng = engine()
     with read_session(eng) as session:
         expected = due_count(session, when)
-    progress = Progress("sweep-deadlines-progress", expected, f"Deadline steps due at {show(when)}")
+    stamp = when_long(when)
+    progress = Progress("sweep-deadlines-progress", expected, f"Échéances dues au {stamp}")
     report = batch.sweep(eng, when, policy(), chunk=chunk, progress=progress)
     progress.finish()
-    rows = [{"case": s.case_id, "action": s.action, "level": s.level, "due_at": show(s.due_at)} for s in report.steps]
-    table("sweep-deadlines", rows, f"What the sweep at {show(when)} did")
+    rows = [
+        {
+            "dossier": s.case_id,
+            "action": event_label(s.action),
+            "escalade": escalation(s.level, short=True),
+            "échéance": when_cell(s.due_at),
+        }
+        for s in report.steps
+    ]
+    table("sweep-deadlines", rows, f"Ce qu'a fait le balayage des échéances du {stamp}")
     counts = report.counts()
     lines = [
-        f"# Deadline sweep at {show(when)}",
+        f"# Balayage des échéances du {stamp}",
         "",
-        f"- cases due when the sweep started: {expected}",
-        f"- reminded: {counts['reminded']}",
-        f"- escalated: {counts['escalated']}",
-        f"- timed out: {counts['timed_out']}",
-        f"- skipped (refused by a rule): {len(report.failures)}",
-        *(f"  - case {case}: {why}" for case, why in list(report.failures.items())[:MAX_ROWS]),
+        f"- dossiers dont une échéance était due au départ : {expected}",
+        f"- relancés : {counts['reminded']}",
+        f"- escaladés : {counts['escalated']}",
+        f"- délai dépassé (dossier clos) : {counts['timed_out']}",
+        f"- laissés (refusés par une règle) : {len(report.failures)}",
+        *(f"  - dossier {case} : {text(why)}" for case, why in list(report.failures.items())[:MAX_ROWS]),
     ]
-    markdown("sweep-deadlines-summary", "\n".join(lines) + "\n", f"Deadline sweep at {show(when)}")
+    markdown("sweep-deadlines-summary", "\n".join(lines) + "\n", f"Balayage des échéances du {stamp}")
     for case, why in report.failures.items():
         logger.warning("case %s skipped: %s", case, why)
     logger.info(

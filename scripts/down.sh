@@ -7,9 +7,11 @@
 #    most the chunk in progress, which rolls back, and the next run does it;
 # 2. each Prefect server and the background services, with SIGTERM (its process group: the process and its
 #    own children).
+# A pid file whose process is gone, or whose pid now names a process that is not ours, is only deleted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN="${CONUM_RUN_DIR:-$(pwd)/run}"
+source scripts/pids.sh
 WAIT="${WAIT:-60}"
 
 alive() { kill -0 "$1" 2>/dev/null; }
@@ -32,7 +34,7 @@ stop_worker() {
   local file=$1 name pid child runs=()
   name=$(basename "$file" .pid)
   pid=$(cat "$file")
-  if ! alive "$pid"; then
+  if ! ours "$file" || ! alive "$pid"; then
     echo "$name: already stopped"
     rm -f "$file"
     return
@@ -67,7 +69,7 @@ stop_server() {
   local file=$1 name pid
   name=$(basename "$file" .pid)
   pid=$(cat "$file")
-  if ! group_alive "$pid"; then
+  if ! ours "$file"; then # gone, or its pid reused by a process that is not ours
     echo "$name: already stopped"
     rm -f "$file"
     return
@@ -86,7 +88,7 @@ stop_server() {
 
 shopt -s nullglob
 workers=("$RUN"/prefect-worker*.pid)
-servers=("$RUN"/prefect-server*.pid "$RUN"/prefect-services.pid)
+servers=("$RUN"/prefect-server*.pid "$RUN"/prefect-services*.pid) # globs: a missing file is left out
 [ "${#workers[@]}" -gt 0 ] || echo "worker: not started by make up (no run/prefect-worker*.pid)"
 [ "${#servers[@]}" -gt 0 ] || echo "Prefect server: not started by make up (no run/prefect-server*.pid)"
 for file in "${workers[@]}"; do stop_worker "$file" & done

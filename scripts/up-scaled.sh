@@ -53,7 +53,9 @@ api() { echo "http://127.0.0.1:${PORTS[$1]}/api"; }
 
 set -m # each process leads a group of its own and receives SIGINT (see scripts/up.sh)
 
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+source "$ROOT/scripts/pids.sh"
+alive() { ours "$1"; }
+clean_stale "$RUN" # left by a crash or a reboot: their pids may belong to anyone now
 healthy() { "$BIN/python" - "$1/health" <<'EOF' 2>/dev/null
 import sys, urllib.request
 with urllib.request.urlopen(sys.argv[1], timeout=2) as r:

@@ -45,9 +45,13 @@ def row_hash(
     data: dict[str, Any],
     flow_run_id: str | None,
     prev_hash: str | None,
+    created_by: str | None = None,
 ) -> str:
-    """Return the hash of one history row, chained to the previous one of its case."""
-    content = {
+    """Return the hash of one history row, chained to the previous one of its case.
+
+    ``created_by`` counts only when known: the rows written before it existed keep their hashes.
+    """
+    content: dict[str, Any] = {
         "case": case_id,
         "event": event,
         "from": from_state,
@@ -58,6 +62,8 @@ def row_hash(
         "flow_run": flow_run_id,
         "prev": prev_hash,
     }
+    if created_by is not None:
+        content["created_by"] = created_by
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -74,8 +80,12 @@ def chained_row(
     at: datetime,
     data: dict[str, Any],
     flow_run_id: str | None,
+    created_by: str | None = None,
 ) -> dict[str, Any]:
-    """Return a history row (its owner under ``key``) with its hash, chained to ``prev_hash``."""
+    """Return a history row (its owner under ``key``) with its hash, chained to ``prev_hash``.
+
+    ``created_by`` (who created the flow run) is a column of the cases' history only: given only when known.
+    """
     content: dict[str, Any] = {
         "event": event,
         "from_state": from_state,
@@ -85,6 +95,8 @@ def chained_row(
         "data": data,
         "flow_run_id": flow_run_id,
     }
+    if created_by is not None:
+        content["created_by"] = created_by
     digest = row_hash(case_id=owner_id, prev_hash=prev_hash, **content)
     return {key: owner_id, **content, "prev_hash": prev_hash, "hash": digest}
 
@@ -145,9 +157,10 @@ def _at(value: Any) -> datetime:
 def _rows(engine: Engine, case_id: int | None, chain: tuple[str, str, str]) -> Iterator[tuple[Any, ...]]:
     history, owner, key = chain
     where = f"WHERE h.{key} = :case_id" if case_id is not None else ""
+    creator = "h.created_by" if chain == CASES else "NULL"  # only the cases' history records it
     sql = text(
         f"SELECT h.{key}, h.id, h.event, h.from_state, h.to_state, h.actor, h.at, h.data, h.flow_run_id, "
-        f"h.prev_hash, h.hash, c.history_hash FROM {history} h JOIN {owner} c ON c.id = h.{key} {where} "
+        f"h.prev_hash, h.hash, c.history_hash, {creator} FROM {history} h JOIN {owner} c ON c.id = h.{key} {where} "
         f"ORDER BY h.{key}, h.id"
     )
     with engine.connect() as conn:
@@ -169,7 +182,9 @@ def verify(engine: Engine, case_id: int | None = None, chain: tuple[str, str, st
         if current is not None and not broken_case and prev != last_of_case:
             result.broken.append(Break(current, None, "the case's last recorded hash is not its last row's"))
 
-    for case, hid, event, src, dst, actor, at, data, run, prev_hash, stored, case_hash in _rows(engine, case_id, chain):
+    for case, hid, event, src, dst, actor, at, data, run, prev_hash, stored, case_hash, creator in _rows(
+        engine, case_id, chain
+    ):
         if case != current:
             close()
             current, prev, last_of_case, broken_case = case, None, case_hash, False
@@ -187,6 +202,7 @@ def verify(engine: Engine, case_id: int | None = None, chain: tuple[str, str, st
             data=_load(data),
             flow_run_id=run,
             prev_hash=prev,
+            created_by=creator,
         )
         if prev_hash != prev:
             result.broken.append(Break(case, hid, "its link to the previous row does not match (a row was removed)"))

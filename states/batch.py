@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, exists
+from sqlalchemy import Engine, bindparam
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
-from states import service
+from states import service, writes
 from states.applications import service as applications
 from states.clock import not_in_future, paris_day, utc
 from states.db import is_sqlite, read_session, write_session
@@ -95,10 +95,15 @@ _CHUNK_TRANCHES = (
 )
 
 
+#: What a batch run does to one case it selected: what it did (steps, payments), empty if nothing was due after all.
+Work = Callable[[Session, Case, tuple[Structure, Candidate]], list[Any]]
+
+
 def _in_chunks(
     engine: Engine,
     due: Select[Case, Structure, Candidate],
-    work: Callable[[Session, Case, tuple[Structure, Candidate]], bool],
+    work: Work,
+    done: Callable[[list[Any]], None],
     failures: dict[int, str],
     chunk: int,
     progress: Callable[[], None] | None,
@@ -108,18 +113,18 @@ def _in_chunks(
     wait: float | None = None,
 ) -> None:
     """Run ``work`` on each case ``due`` selects (with its structure and candidate), one write
-    transaction per chunk.
+    transaction per chunk; ``done`` receives what each chunk did once it is committed.
 
     ``prepare`` loads, once per chunk, what else ``work`` needs of the chunk's cases (the cases
-    are locked by then). A case whose work fails is rolled back alone (a savepoint), reported in
-    ``failures`` and not selected again; a case on which ``work`` did nothing is not selected again.
+    are locked by then). A case whose work fails is left unchanged, reported in ``failures`` and
+    not selected again; a case on which ``work`` did nothing is not selected again.
     On PostgreSQL, due cases locked by another transaction are skipped, looked at again until
     ``wait`` seconds have passed, and those still due and locked then are put in ``held``.
     """
     skip: set[int] = set()
     give_up = time.monotonic() + max(0.0, HELD_WAIT_SECONDS if wait is None else wait)
     while True:
-        _chunks(engine, due, work, failures, chunk, progress, prepare, skip)
+        _chunks(engine, due, work, done, failures, chunk, progress, prepare, skip)
         if is_sqlite(engine):
             return  # writers run one at a time there: nothing due was held
         with read_session(engine) as session:
@@ -136,41 +141,92 @@ def _in_chunks(
 def _chunks(
     engine: Engine,
     due: Select[Case, Structure, Candidate],
-    work: Callable[[Session, Case, tuple[Structure, Candidate]], bool],
+    work: Work,
+    done: Callable[[list[Any]], None],
     failures: dict[int, str],
     chunk: int,
     progress: Callable[[], None] | None,
     prepare: Callable[[Session, Sequence[Case]], None] | None,
     skip: set[int],
 ) -> None:
-    """One pass of ``_in_chunks`` over the due cases not locked by others."""
+    """One pass of ``_in_chunks`` over the due cases not locked by others.
+
+    A chunk's writes are gathered and run together at its end (``states.writes``), each guarded as a
+    single transition guards them. Should a guard miss (a row changed by another transaction in
+    spite of the lock), the chunk is rolled back whole and done again case by case, each case in a
+    savepoint of its own, which names the changed case and writes the others once.
+    """
+    one_by_one = False
     while True:
-        with write_session(engine) as session:
-            q = due.limit(chunk)
-            if skip:
-                q = q.where(col(Case.id).not_in(skip))
-            if not is_sqlite(engine):
-                q = q.with_for_update(skip_locked=True, of=Case)
-            rows = session.exec(q).all()
-            if not rows:
-                return
-            if prepare:
-                prepare(session, [row[0] for row in rows])
-            for case, structure, candidate in rows:
-                try:
-                    with session.begin_nested():
-                        did = work(session, case, (structure, candidate))
-                except ConumError as exc:
-                    logger.warning("case %s skipped: %s", case.id, exc)
-                    failures[case.id or 0] = str(exc)
-                    skip.add(case.id or 0)
-                    continue
-                if not did:
-                    skip.add(case.id or 0)
+        results: list[Any] = []
+        failed: dict[int, str] = {}
+        idle: set[int] = set()
+        try:
+            with write_session(engine) as session:
+                q = due.limit(chunk)
+                if skip:
+                    q = q.where(col(Case.id).not_in(skip))
+                if not is_sqlite(engine):
+                    q = q.with_for_update(skip_locked=True, of=Case)
+                rows = session.exec(q).all()
+                if not rows:
+                    return
+                if prepare:
+                    prepare(session, [row[0] for row in rows])
+                if one_by_one:
+                    _one_by_one(session, rows, work, results, failed, idle)
+                else:
+                    with writes.deferred(session) as pending:
+                        for case, structure, candidate in rows:
+                            mark = pending.mark()
+                            try:
+                                did = work(session, case, (structure, candidate))
+                            except ConumError as exc:
+                                pending.undo(mark)  # none of this case's writes
+                                session.expunge(case)  # nor what its failed transition left in memory
+                                failed[case.id or 0] = str(exc)
+                                continue
+                            if not did:
+                                idle.add(case.id or 0)
+                            results.extend(did)
+                        pending.flush(session)
+        except writes.ChunkConflict as exc:
+            if one_by_one:
+                raise  # not gathered then: cannot happen
+            logger.warning("%s: the chunk is done again case by case", exc)
+            one_by_one = True
+            continue
+        one_by_one = False
+        for case_id, reason in failed.items():
+            logger.warning("case %s skipped: %s", case_id, reason)
+        failures.update(failed)
+        skip.update(failed, idle)
+        done(results)
         if progress:
             progress()
         if len(rows) < chunk:
             return  # every due case was in this chunk: each is done, failed or had nothing due after all
+
+
+def _one_by_one(
+    session: Session,
+    rows: Sequence[tuple[Case, Structure, Candidate]],
+    work: Work,
+    results: list[Any],
+    failed: dict[int, str],
+    idle: set[int],
+) -> None:
+    """Run ``work`` on each case of a chunk at once, each in a savepoint: a case that fails is rolled back alone."""
+    for case, structure, candidate in rows:
+        try:
+            with session.begin_nested():
+                did = work(session, case, (structure, candidate))
+        except ConumError as exc:
+            failed[case.id or 0] = str(exc)
+            continue
+        if not did:
+            idle.add(case.id or 0)
+        results.extend(did)
 
 
 def _due(*where: Any) -> Select[Case, Structure, Candidate]:
@@ -199,24 +255,26 @@ def sweep(
     at = utc(not_in_future(at, "the sweep"))
     report = SweepReport()
 
-    def work(session: Session, case: Case, rows: tuple[Structure, Candidate]) -> bool:
+    def work(session: Session, case: Case, rows: tuple[Structure, Candidate]) -> list[Step]:
         step = service.apply_due_step(session, case, at, policy, rows=rows)
-        if step is None:
-            return False
-        report.steps.append(step)
-        if step.action == "remind":
-            report.reminded += 1
-        elif step.action == "escalate":
-            report.escalated += 1
-        else:
-            report.timed_out += 1
-        return True
+        return [] if step is None else [step]
+
+    def done(steps: list[Step]) -> None:
+        for step in steps:
+            report.steps.append(step)
+            if step.action == "remind":
+                report.reminded += 1
+            elif step.action == "escalate":
+                report.escalated += 1
+            else:
+                report.timed_out += 1
 
     due = _due(col(Case.due_at) <= at).order_by(col(Case.due_at), col(Case.id))
     _in_chunks(
         engine,
         due,
         work,
+        done,
         report.failures,
         chunk,
         progress and (lambda: progress(len(report.steps))),
@@ -250,21 +308,25 @@ def pay(
         for t in session.exec(_CHUNK_TRANCHES, params={"case_ids": [c.id for c in cases]}):
             tranches.setdefault(t.case_id, []).append(t)
 
-    def work(session: Session, case: Case, rows: tuple[Structure, Candidate]) -> bool:
+    def work(session: Session, case: Case, rows: tuple[Structure, Candidate]) -> list[Payment]:
         paid = service.pay_case_tranches(session, case, at, policy, rows=rows, tranches=tranches.get(case.id or 0, []))
-        for t in paid:
-            final = t is paid[-1] and case.state == State.TRANCHES_PAID.value
-            report.payments.append(Payment(case.id or 0, case.structure_id, t.number, t.amount_cents, final))
-        return bool(paid)
+        final = case.state == State.TRANCHES_PAID.value
+        return [
+            Payment(case.id or 0, case.structure_id, t.number, t.amount_cents, final and t is paid[-1]) for t in paid
+        ]
 
-    has_due = exists().where(
-        col(Tranche.case_id) == col(Case.id), col(Tranche.status) == "scheduled", col(Tranche.due_on) <= today
+    # driven by the tranches due (their index on status and due day), not by a scan of the cases in post
+    has_due = (
+        select(col(Tranche.case_id))
+        .where(col(Tranche.status) == "scheduled", col(Tranche.due_on) <= today)
+        .scalar_subquery()
     )
-    due = _due(col(Case.state) == State.IN_POST.value, has_due).order_by(col(Case.id))
+    due = _due(col(Case.state) == State.IN_POST.value, col(Case.id).in_(has_due)).order_by(col(Case.id))
     _in_chunks(
         engine,
         due,
         work,
+        report.payments.extend,
         report.failures,
         chunk,
         progress and (lambda: progress(report.paid)),

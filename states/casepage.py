@@ -1,8 +1,9 @@
 """A case's page, in French markdown: what an agent reads in the Prefect UI (artifact ``case-<id>``).
 
-Everything a person typed (names, reasons) is data: ``text()`` escapes every markdown and HTML
-character and shows a line break as a space, so that a name cannot add a link, an image, a heading or
-a table row to the page.
+Its labels come from ``states.labels`` (one place for every French word of the UI). Everything a
+person typed (names, reasons) is data: ``text()`` escapes every markdown and HTML character and shows
+a line break as a space, so that a name cannot add a link, an image, a heading or a table row to the
+page.
 """
 
 from __future__ import annotations
@@ -12,37 +13,13 @@ from typing import Any
 
 from sqlmodel import Session
 
-from states.lifecycle import BY_NAME, LABELS, OPENING, State
+from states.labels import ESCALATION, event_label, state_label, text
 from states.outbox.render import CONTRACT_TYPES, RUPTURE_REASONS, euros, french_day, french_instant
 from states.views import case_page
 
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
-_ESCAPE_LEVEL = {0: "aucune", 1: "relance envoyée", 2: "escaladé au préfet", 3: "escaladé à l'ANCT"}
+__all__ = ["event_label", "page_markdown", "render", "state_label", "summary", "text"]
+
 _TRANCHE_STATUS = {"scheduled": "à verser", "paid": "versée", "cancelled": "annulée"}
-
-
-def text(value: Any) -> str:
-    """Return ``value`` as inert markdown text: markup characters escaped, HTML and line breaks neutralised."""
-    raw = " ".join(str(value).split())
-    raw = raw.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MARKDOWN.sub(r"\\\1", raw)
-
-
-def state_label(state: str | None) -> str:
-    """Return the French label of a state (or a dash when there is none)."""
-    if not state:
-        return "—"
-    try:
-        return LABELS[State(state)]
-    except ValueError:
-        return text(state)
-
-
-def event_label(event: str) -> str:
-    if event == OPENING.name:
-        return OPENING.label
-    ev = BY_NAME.get(event)
-    return ev.label if ev and ev.label else text(event)
 
 
 def _day(value: str | None) -> str:
@@ -58,6 +35,15 @@ def _actor(actor: str) -> str:
         "candidate": f"candidat n° {ref}",
         "prefet": f"préfecture ({ref})",
     }.get(kind, text(actor))
+
+
+def _creator(created_by: str | None) -> str:
+    """Say who created the flow run, where the Prefect server knows it (not Prefect's open-source server)."""
+    if not created_by:
+        return ""
+    kind, _, name = created_by.partition(":")
+    who = {"user": "utilisateur", "automation": "automatisation", "schedule": "planification"}.get(kind, text(kind))
+    return f" — exécution lancée par : {who} {text(name)}"
 
 
 def _data(data: dict[str, Any]) -> str:
@@ -78,13 +64,18 @@ def _data(data: dict[str, Any]) -> str:
     return " ; ".join(shown) or "—"
 
 
-def summary(page: dict[str, Any]) -> str:
-    """Return one French sentence that says what the case is: its state, structure and candidate."""
+def summary(page: dict[str, Any], *, plain: bool = False) -> str:
+    """Return one French sentence that says what the case is: its state, structure and candidate.
+
+    Markdown (the case's page) by default; ``plain`` for a run's message and logs, which Prefect shows as
+    they are: names on one line, no markdown escapes.
+    """
     s, c = page["structure"], page["candidate"]
-    who = "candidat anonymisé" if c["anonymised"] else text(c["name"])
+    show = (lambda v: " ".join(str(v).split())) if plain else text
+    who = "candidat anonymisé" if c["anonymised"] else show(c["name"])
     return (
-        f"Dossier n° {page['id']} : {who} (candidat n° {c['id']}) présenté à {text(s['name'])} "
-        f"(structure n° {s['id']}, département {text(s['departement'])}) — étape « {state_label(page['state'])} »."
+        f"Dossier n° {page['id']} : {who} (candidat n° {c['id']}) présenté à {show(s['name'])} "
+        f"(structure n° {s['id']}, département {show(s['departement'])}) — étape « {state_label(page['state'])} »."
     )
 
 
@@ -108,7 +99,7 @@ def render(page: dict[str, Any]) -> str:
         lines.append("- Échéance : aucune")
     if page.get("due_at"):
         lines.append(f"- Prochaine étape automatique (relance, escalade ou délai) : {french_instant(page['due_at'])}")
-    lines.append(f"- Escalade : {_ESCAPE_LEVEL.get(page['escalation_level'], str(page['escalation_level']))}")
+    lines.append(f"- Escalade : {ESCALATION.get(page['escalation_level'], str(page['escalation_level']))}")
     lines.append(
         f"- Structure : {text(s['name'])}, {s['posts']} poste(s), {'privée' if s['kind'] == 'private' else 'publique'}"
     )
@@ -156,8 +147,9 @@ def render(page: dict[str, Any]) -> str:
     ]
     for h in page["history"]:
         run = f"`{re.sub(r'[^0-9a-f]', '', str(h['flow_run_id']))[:8]}`" if h.get("flow_run_id") else "—"
+        who = _actor(h["actor"]) + _creator(h.get("created_by"))
         lines.append(
-            f"| {french_instant(h['at'])} | {_actor(h['actor'])} | {event_label(h['event'])} | "
+            f"| {french_instant(h['at'])} | {who} | {event_label(h['event'])} | "
             f"{state_label(h['from'])} | {state_label(h['to'])} | {_data(h['data'])} | {run} |"
         )
     return "\n".join(lines) + "\n"

@@ -120,7 +120,7 @@ def start_of_day(day: date) -> datetime:
 def shift(start: datetime, days: int = 0, months: int = 0) -> datetime:
     """Return the instant ``months`` and ``days`` later at the same Paris wall-clock time."""
     local = utc(start).astimezone(PARIS).replace(tzinfo=None)
-    moved = local + relativedelta(months=months, days=days)
+    moved = local + (relativedelta(months=months, days=days) if months else timedelta(days=days))
     return moved.replace(tzinfo=PARIS).astimezone(UTC)
 
 

@@ -15,18 +15,18 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, or_
+from sqlalchemy import Engine, case, func, or_
 from sqlalchemy import select as sql_select
 from sqlmodel import Session, col, select
 
 from states.applications.figures import PostsTables, posts_tables
 from states.audit import verify
-from states.clock import paris_day, show, utc
+from states.clock import paris_day, utc
 from states.config import policy as config_policy
 from states.db import read_session
 from states.geo import name_of, region_of
+from states.labels import SHORT, escalation, legend, lifecycle_diagram, month_label, short_state, when, when_long
 from states.lifecycle import LABELS, OPEN, State
-from states.machine import mermaid
 from states.models import Case, Structure, Tranche
 from states.outbox.render import euros
 from states.policy import Policy
@@ -60,32 +60,100 @@ def counts_by_departement(session: Session) -> dict[str, Counter[str]]:
     return dict(out)
 
 
-def _state_columns(counter: Mapping[str, int]) -> dict[str, int]:
-    row = {s.value: counter.get(s.value, 0) for s in State}
-    row["en cours"] = sum(counter.get(s.value, 0) for s in OPEN)
+#: Column headers beyond the states (short, with ``LEGEND`` saying what they mean).
+OPEN_COL, CLOSED_COL, OVERDUE, ESCALATED_COL = "en cours", "clos", "en retard", "escaladés"
+CLOSED: tuple[State, ...] = tuple(s for s in State if s not in OPEN)
+LEGEND_OPEN = legend(
+    OPEN,
+    {
+        OPEN_COL: "dossiers ouverts",
+        OVERDUE: "dossiers ouverts dont l'échéance est passée",
+        ESCALATED_COL: "dossiers ouverts escaladés au préfet ou à l'ANCT",
+    },
+)
+LEGEND_CLOSED = legend(CLOSED, {CLOSED_COL: "dossiers terminés", TOTAL: "ouverts et terminés"})
+
+
+def attention_by_departement(session: Session, at: datetime) -> dict[str, Counter[str]]:
+    """Return, for each département, its open cases overdue at ``at`` and those escalated (préfet or ANCT)."""
+    overdue = func.sum(case((col(Case.deadline_at) < utc(at), 1), else_=0))
+    escalated = func.sum(case((col(Case.escalation_level) >= ESCALATED, 1), else_=0))
+    rows = session.execute(
+        sql_select(col(Structure.departement), overdue, escalated)
+        .join(Structure, col(Structure.id) == col(Case.structure_id))
+        .where(col(Case.state).in_([s.value for s in OPEN]))
+        .group_by(col(Structure.departement))
+    ).all()
+    return {dep: Counter({OVERDUE: int(o or 0), ESCALATED_COL: int(e or 0)}) for dep, o, e in rows}
+
+
+def _open_columns(counter: Mapping[str, int], late: Mapping[str, int] | None = None) -> dict[str, int]:
+    row = {SHORT[s]: counter.get(s.value, 0) for s in OPEN}
+    row[OPEN_COL] = sum(counter.get(s.value, 0) for s in OPEN)
+    row[OVERDUE] = (late or {}).get(OVERDUE, 0)
+    row[ESCALATED_COL] = (late or {}).get(ESCALATED_COL, 0)
+    return row
+
+
+def _closed_columns(counter: Mapping[str, int]) -> dict[str, int]:
+    row = {SHORT[s]: counter.get(s.value, 0) for s in CLOSED}
+    row[CLOSED_COL] = sum(counter.get(s.value, 0) for s in CLOSED)
     row[TOTAL] = sum(counter.values())
     return row
 
 
-def departement_table(counts: Mapping[str, Counter[str]]) -> list[dict[str, Any]]:
-    """One row per département: its name, its région, the cases in each state, open and total."""
-    rows = [
-        {"département": code, "nom": name_of(code), "région": region_of(code), **_state_columns(counter)}
+def _by_region(counts: Mapping[str, Counter[str]]) -> dict[str, Counter[str]]:
+    out: dict[str, Counter[str]] = defaultdict(Counter)
+    for code, counter in counts.items():
+        out[region_of(code)].update(counter)
+    return out
+
+
+def departement_table(
+    counts: Mapping[str, Counter[str]], late: Mapping[str, Counter[str]] | None = None
+) -> list[dict[str, Any]]:
+    """Open cases, one row per département: each open state, open in all, overdue and escalated; a total row."""
+    late = late or {}
+    rows: list[dict[str, Any]] = [
+        {"dép.": code, "nom": name_of(code), **_open_columns(counter, late.get(code))}
         for code, counter in sorted(counts.items())
     ]
     if rows:
-        rows.append({"département": TOTAL, "nom": "", "région": "", **_state_columns(_sum(counts.values()))})
+        rows.append({"dép.": TOTAL, "nom": "", **_open_columns(_sum(counts.values()), _sum(late.values()))})
     return rows
 
 
-def region_table(counts: Mapping[str, Counter[str]]) -> list[dict[str, Any]]:
-    """One row per région (départements grouped with ``states.geo``), then the national total."""
-    by_region: dict[str, Counter[str]] = defaultdict(Counter)
-    for code, counter in counts.items():
-        by_region[region_of(code)].update(counter)
-    rows = [{"région": region, **_state_columns(counter)} for region, counter in sorted(by_region.items())]
+def departement_closed_table(counts: Mapping[str, Counter[str]]) -> list[dict[str, Any]]:
+    """Closed cases, one row per département: each way a case ends, closed in all, all cases; a total row."""
+    rows: list[dict[str, Any]] = [
+        {"dép.": code, "nom": name_of(code), **_closed_columns(counter)} for code, counter in sorted(counts.items())
+    ]
     if rows:
-        rows.append({"région": TOTAL, **_state_columns(_sum(counts.values()))})
+        rows.append({"dép.": TOTAL, "nom": "", **_closed_columns(_sum(counts.values()))})
+    return rows
+
+
+def region_table(
+    counts: Mapping[str, Counter[str]], late: Mapping[str, Counter[str]] | None = None
+) -> list[dict[str, Any]]:
+    """Open cases, one row per région (départements grouped with ``states.geo``), then the national total."""
+    regions, late_regions = _by_region(counts), _by_region(late or {})
+    rows: list[dict[str, Any]] = [
+        {"région": region, **_open_columns(counter, late_regions.get(region))}
+        for region, counter in sorted(regions.items())
+    ]
+    if rows:
+        rows.append({"région": TOTAL, **_open_columns(_sum(counts.values()), _sum((late or {}).values()))})
+    return rows
+
+
+def region_closed_table(counts: Mapping[str, Counter[str]]) -> list[dict[str, Any]]:
+    """Closed cases, one row per région, then the national total."""
+    rows: list[dict[str, Any]] = [
+        {"région": region, **_closed_columns(counter)} for region, counter in sorted(_by_region(counts).items())
+    ]
+    if rows:
+        rows.append({"région": TOTAL, **_closed_columns(_sum(counts.values()))})
     return rows
 
 
@@ -131,12 +199,12 @@ def attention(session: Session, at: datetime, limit: int = ATTENTION_ROWS) -> tu
         rows.append(
             {
                 "dossier": case_id,
-                "état": LABELS[State(state)],
+                "étape": short_state(state),
                 "structure": structure,
-                "département": departement,
-                "échéance": show(deadline) or "",
-                "jours de retard": late,
-                "niveau d'escalade": level,
+                "dép.": departement,
+                "échéance": when(deadline),
+                "retard (j)": late,
+                "escalade": escalation(level, short=True),
             }
         )
     return total, rows
@@ -205,7 +273,7 @@ def money_table(rows: list[MonthMoney]) -> list[dict[str, Any]]:
         total.cancelled += r.cancelled
     return [
         {
-            "mois": r.month,
+            "mois": month_label(r.month),
             "engagé": euros(r.committed),
             "versé": euros(r.paid),
             "reste à verser": euros(r.to_pay),
@@ -265,9 +333,14 @@ class Dashboard:
     """Every table of the dashboard at one instant, and the figures of its summary."""
 
     at: datetime
+    #: open cases by département and région (each open state, overdue, escalated), then the closed ones
     by_departement: list[dict[str, Any]] = field(default_factory=list)
     by_region: list[dict[str, Any]] = field(default_factory=list)
+    closed_by_departement: list[dict[str, Any]] = field(default_factory=list)
+    closed_by_region: list[dict[str, Any]] = field(default_factory=list)
     attention_total: int = 0
+    overdue: int = 0
+    escalated: int = 0
     attention: list[dict[str, Any]] = field(default_factory=list)
     money: list[MonthMoney] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
@@ -283,29 +356,38 @@ class Dashboard:
         to_pay = sum(m.to_pay for m in self.money)
         open_ = sum(self.counts.get(s.value, 0) for s in OPEN)
         lines = [
-            f"# Tableau de bord du programme — {show(self.at)}",
+            f"# Tableau de bord du programme — {when_long(self.at)}",
             "",
             f"- Dossiers : **{sum(self.counts.values())}**, dont **{open_}** en cours",
             f"- En poste : **{self.counts.get(State.IN_POST.value, 0)}** ; en formation : "
             f"**{self.counts.get(State.IN_TRAINING.value, 0)}**",
-            f"- En retard ou escaladés : **{self.attention_total}**",
+            f"- En retard ou escaladés : **{self.attention_total}** (en retard : **{self.overdue}** ; "
+            f"escaladés au préfet ou à l'ANCT : **{self.escalated}**)",
             f"- Historiques rompus (modifiés hors de Conum, voir `conum verify`) : **{self.broken_histories}**",
             f"- Subvention engagée : **{euros(committed)}** ; versée : **{euros(paid)}** ; "
             f"reste à verser : **{euros(to_pay)}**",
             "",
-            "| état | libellé | dossiers |",
-            "|---|---|---|",
-            *(f"| `{s.value}` | {LABELS[s]} | {self.counts.get(s.value, 0)} |" for s in State),
+            "| Étape | Colonne | Dossiers |",
+            "|---|---|---:|",
+            *(f"| {LABELS[s]} | {SHORT[s]} | {self.counts.get(s.value, 0)} |" for s in State),
+            "",
+            "## Légende des tableaux",
+            "",
+            f"- Dossiers en cours (par département, par région) : {LEGEND_OPEN}",
+            f"- Dossiers clos : {LEGEND_CLOSED}",
+            "- Dossiers à traiter : **retard (j)** : jours depuis l'échéance ; **escalade** : relance, préfet "
+            "ou ANCT ; **OF** : organisme de formation.",
+            "- Dates et heures : heure de Paris.",
         ]
         return "\n".join(lines) + "\n"
 
 
 def lifecycle_markdown() -> str:
-    """The lifecycle diagram, generated from the table, in a mermaid block."""
+    """The lifecycle diagram, generated from the table, in a mermaid block (French labels only)."""
     return (
         "# Cycle de vie d'un dossier\n\n"
-        "Généré depuis la table des transitions (`states/lifecycle.py`).\n\n"
-        f"```mermaid\n{mermaid()}\n```\n"
+        "Généré depuis la table des transitions du programme.\n\n"
+        f"```mermaid\n{lifecycle_diagram()}\n```\n"
     )
 
 
@@ -314,13 +396,18 @@ def build(engine: Engine, at: datetime, policy: Policy | None = None) -> Dashboa
     broken = len(verify(engine).broken)
     with read_session(engine) as session, session.begin():
         counts = counts_by_departement(session)
+        late = attention_by_departement(session, at)
         total, rows = attention(session, at)
         return Dashboard(
             broken_histories=broken,
             at=utc(at),
-            by_departement=departement_table(counts),
-            by_region=region_table(counts),
+            by_departement=departement_table(counts, late),
+            by_region=region_table(counts, late),
+            closed_by_departement=departement_closed_table(counts),
+            closed_by_region=region_closed_table(counts),
             attention_total=total,
+            overdue=sum(c[OVERDUE] for c in late.values()),
+            escalated=sum(c[ESCALATED_COL] for c in late.values()),
             attention=rows,
             money=money_by_month(session),
             counts=_sum(counts.values()),

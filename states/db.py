@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlmodel import Session
 
 from states.errors import BadInput, Conflict, ConumError
@@ -23,6 +23,35 @@ from states.paths import MIGRATIONS
 
 #: SQLSTATEs of a transaction the database rolled back to let a concurrent one finish: retrying it is safe.
 _CONFLICTS = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
+
+
+#: What a row of each table is, for the refusal of a duplicate.
+_ROWS = {
+    "application": "an application",
+    "structure": "a structure",
+    "candidate": "a candidate",
+    "training_org": "a training organisation",
+    "recruitment_case": "a case",
+    "tranche": "a tranche",
+    "history_note": "a note of the history",
+}
+
+
+def duplicate(exc: IntegrityError) -> str | None:
+    """Say, in one line, what already exists when ``exc`` is a unique-constraint violation; else None."""
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) == "23505":  # PostgreSQL: unique_violation
+        diag = getattr(orig, "diag", None)
+        table = getattr(diag, "table_name", None) or "a row"
+        found = re.search(r"Key \((.+?)\)=\((.*)\) already exists", getattr(diag, "message_detail", None) or "")
+        key = f" with {found.group(1)} {found.group(2)}" if found else ""
+    else:
+        found = re.match(r"UNIQUE constraint failed: (\w+)\.([\w., ]+)", str(orig))  # SQLite
+        if found is None:
+            return None
+        table = found.group(1)
+        key = " with the same " + ", ".join(c.rpartition(".")[2] for c in found.group(2).split(", "))
+    return f"{_ROWS.get(table, f'a row of {table}')}{key} already exists"
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -63,10 +92,17 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+@lru_cache(maxsize=16)
+def _write_bind(engine: Engine) -> Engine:
+    """What a write transaction runs on: on SQLite, the engine whose BEGIN takes the write lock at once
+    (built once per engine: building it costs more than a transition's statements)."""
+    return engine.execution_options(sqlite_begin="IMMEDIATE") if is_sqlite(engine) else engine
+
+
 @contextmanager
 def write_session(engine: Engine) -> Iterator[Session]:
     """Open one write transaction: commit on success, roll everything back on error."""
-    bind = engine.execution_options(sqlite_begin="IMMEDIATE") if is_sqlite(engine) else engine
+    bind = _write_bind(engine)
     with Session(bind, expire_on_commit=False) as session:
         try:
             with session.begin():
@@ -77,7 +113,16 @@ def write_session(engine: Engine) -> Iterator[Session]:
                     "another change of the same rows ran at the same time and the database stopped this one "
                     "(rule: conflict): nothing was changed; run it again"
                 ) from None
-            raise ConumError(f"database error ({exc.orig}): check the database is reachable and retry") from None
+            first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+            raise ConumError(f"database error ({first}): check the database is reachable and retry") from None
+        except IntegrityError as exc:
+            what = duplicate(exc)
+            if what is None:
+                raise
+            raise Conflict(
+                f"{what} (rule: conflict): it was recorded meanwhile, by another action or run; nothing was "
+                "changed: look it up instead of adding it again"
+            ) from None
 
 
 @contextmanager

@@ -100,6 +100,8 @@ class History(SQLModel, table=True):
     at: datetime
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     flow_run_id: str | None = None
+    # who created that flow run, where the Prefect server knows it (a user, an automation): ``type:name``
+    created_by: str | None = None
     # the hash chain of the case's history (states.audit): the previous row's hash, and this row's
     prev_hash: str | None = None
     hash: str = ""

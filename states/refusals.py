@@ -8,6 +8,10 @@ is read as markup here: the values quoted come from the database or the core's o
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from states.applications import table as application_table
 from states.errors import ConumError
 from states.lifecycle import BY_NAME, LABELS, State, allowed_events
 
@@ -67,28 +71,81 @@ ADVICE: dict[str, str] = {
     "policy": "le fichier de politique du programme est invalide : faites-le corriger par l'administrateur",
     "guard": "une règle du programme refuse l'action : vérifiez le dossier et relancez",
     "import": "le fichier ne peut pas être chargé : corrigez les lignes signalées et relancez",
+    # a structure's application
+    "opinion_allowed": "l'avis n'est pas reconnu : choisissez favorable ou défavorable",
+    "posts_within_request": (
+        "le comité valide au moins un poste et au plus ceux demandés : validez moins de postes, ou refusez"
+    ),
+    "within_envelope": (
+        "les postes validés dépasseraient l'enveloppe (nationale, ou celle de la région) : "
+        "validez moins de postes, ou refusez"
+    ),
+    "posts_not_under_contract": (
+        "un poste occupé par un contrat actif ne peut pas être rendu : rendez moins de postes, "
+        "ou attendez la fin d'un contrat"
+    ),
+    "change_within_limits": (
+        "la modification doit demander des postes en plus (nombre positif) ou en rendre au plus autant que "
+        "la structure en détient (nombre négatif)"
+    ),
+    "convention_start_valid": (
+        "les dates de la convention ne conviennent pas : elle commence le jour du comité ou après, "
+        "et dure au plus 36 mois ; corrigez le début ou la fin"
+    ),
+    "no_active_contract": (
+        "la structure a encore des contrats actifs : clôturez la candidature une fois qu'ils ont pris fin"
+    ),
 }
 
 
-def _labels(events: list[str]) -> str:
-    return ", ".join(f"« {BY_NAME[e].label} »" for e in events) or "aucune (le dossier est clos)"
+class _Steps:
+    """How the refusal of an event not allowed names the row, its step and the actions allowed from it."""
+
+    def __init__(
+        self,
+        row: str,
+        closed: str,
+        labels: Mapping[Any, str],
+        state: Callable[[str], Any],
+        allowed: Callable[[Any], list[str]],
+        event_label: Callable[[str], str],
+    ) -> None:
+        self.row, self.closed, self.labels = row, closed, labels
+        self.state, self.allowed, self.event_label = state, allowed, event_label
 
 
-def french(error: ConumError, *, state: str | None = None) -> str:
+#: The two state machines: a case ("le dossier") and a structure's application ("la candidature").
+STEPS: dict[str, _Steps] = {
+    "case": _Steps("le dossier", "le dossier est clos", LABELS, State, allowed_events, lambda e: BY_NAME[e].label),
+    "application": _Steps(
+        "la candidature",
+        "la candidature est close",
+        application_table.LABELS,
+        application_table.AppState,
+        application_table.allowed_events,
+        lambda e: application_table.BY_NAME[e].label,
+    ),
+}
+
+
+def french(error: ConumError, *, state: str | None = None, subject: str = "case") -> str:
     """Return the refusal of ``error`` as one French line: « Refusé (règle rule) : what to do ».
 
-    ``state`` is the case's state when the refusal came from the lifecycle (an action not allowed from it):
-    the line then names the state and the actions allowed from it.
+    ``state`` is the row's state when the refusal came from the lifecycle (an action not allowed from it):
+    the line then names the state and the actions allowed from it. ``subject`` says which machine the row
+    belongs to: ``case`` or ``application``.
     """
     rule = error.rule
+    steps = STEPS[subject]
     if rule == "lifecycle" and state is not None:
-        current = State(state)
+        current = steps.state(state)
+        allowed = ", ".join(f"« {steps.event_label(e)} »" for e in steps.allowed(current))
         advice = (
-            f"le dossier est à l'étape « {LABELS[current]} », d'où cette action n'est pas possible ; "
-            f"actions possibles : {_labels(allowed_events(current))}"
+            f"{steps.row} est à l'étape « {steps.labels[current]} », d'où cette action n'est pas possible ; "
+            f"actions possibles : {allowed or f'aucune ({steps.closed})'}"
         )
     elif rule == "lifecycle":
-        advice = "cette action n'est pas possible à l'étape où se trouve le dossier : consultez la page du dossier"
+        advice = f"cette action n'est pas possible à l'étape où se trouve {steps.row} : consultez sa page"
     else:
         advice = ADVICE.get(rule, "l'action est refusée : vérifiez le dossier et relancez")
     return f"Refusé (règle {rule}) : {advice}."

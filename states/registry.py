@@ -49,23 +49,32 @@ def add_structure(
     posts: int,
     kind: str = "public",
     email: str | None = None,
+    siret: str | None = None,
     actor: str = "admin",
     at: datetime | None = None,
 ) -> int:
-    """Add a structure whose posts were validated outside Conum: its history records it as imported."""
-    from states.applications.service import import_structure
+    """Add a structure whose posts were validated outside Conum: its history records it as imported.
+
+    A SIRET, when given, must be valid and not already registered.
+    """
+    from states.applications.rules import check_siret
+    from states.applications.service import find_by_siret, import_structure
 
     _admin(actor, "a structure")
     if posts < 1:
         raise BadInput(f"posts must be at least 1, got {posts}: give the number of posts attributed")
     if kind not in ("public", "private"):
         raise BadInput(f"kind '{kind}' is unknown: use public (collectivité) or private (association)")
+    if siret is not None:
+        siret = check_siret(siret)
+        if find_by_siret(session, siret) is not None:
+            raise BadInput(f"SIRET {siret} is already registered (rule: siret_unique): the structure exists already")
     row = Structure(
         name=_name(name), departement=check_departement(departement), posts=posts, kind=kind, email=check_email(email)
     )
     session.add(row)
     session.flush()
-    import_structure(session, row, actor=actor, at=at)
+    import_structure(session, row, actor=actor, at=at, siret=siret)
     return row.id or 0
 
 

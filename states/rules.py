@@ -42,6 +42,8 @@ class Context:
     data: dict[str, Any]
     policy: Policy
     flow_run_id: str | None = None
+    #: Who created the flow run, where the Prefect server knows it (``type:name``); None on Prefect's OSS server.
+    created_by: str | None = None
     #: True for the sweep, the payment run and what the service fires itself: the only ones acting as system.
     internal: bool = False
     #: Fires an event on another case in the same transaction (as ``system``): the service sets it.

@@ -16,14 +16,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, insert, inspect, update
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
-from states import audit
+from states import audit, writes
 from states.clock import now, paris_day, show, utc
 from states.deadlines import Step, due_step, reschedule, start_clock, step_of
-from states.effects import EFFECTS, notify, tranches_of
+from states.effects import announce, apply, tranches_of
 from states.errors import Conflict, NotAllowed, NotFound, RuleViolation, illegal_event
 from states.eventdata import normalise
 from states.lifecycle import BY_NAME, COMMON_GUARDS, DEADLINE_CLOCK, OPENING, TERMINAL, Event, State, allowed_events
@@ -48,6 +48,7 @@ def _history(
     at: datetime,
     data: dict[str, Any],
     flow_run_id: str | None,
+    created_by: str | None = None,
 ) -> Callable[[], None]:
     """Chain the history row of a step to the case (``history_hash``); return what inserts it.
 
@@ -69,17 +70,21 @@ def _history(
         at=at,
         data=kept,
         flow_run_id=flow_run_id,
+        created_by=created_by,
     )
     case.history_hash = row["hash"]
 
     def insert() -> None:
+        if not notes:
+            writes.write(session, _HISTORY_INSERT, row)  # at once, or with the batch chunk's other rows
+            return
+        writes.flush_pending(session)  # the notes need the row's key now
         done = session.execute(_HISTORY_INSERT, row)
-        if notes:
-            history_id = done.inserted_primary_key[0]  # type: ignore[attr-defined]
-            session.execute(
-                _NOTE_INSERT,
-                [{"history_id": history_id, "case_id": case.id, "key": k, "text": v} for k, v in notes.items()],
-            )
+        history_id = done.inserted_primary_key[0]  # type: ignore[attr-defined]
+        session.execute(
+            _NOTE_INSERT,
+            [{"history_id": history_id, "case_id": case.id, "key": k, "text": v} for k, v in notes.items()],
+        )
 
     return insert
 
@@ -92,10 +97,19 @@ _LOAD_CASE = (
     .where(col(Case.id) == bindparam("case_id"))
 )
 _LOAD_CASE_LOCKED = _LOAD_CASE.with_for_update(of=Case)
+#: The row lock of a case's candidate, taken before the case's own (see ``load_case``).
+_LOCK_CANDIDATE_OF_CASE = (
+    select(Candidate.id)
+    .join(Case, col(Case.candidate_id) == col(Candidate.id))
+    .where(col(Case.id) == bindparam("case_id"))
+    .with_for_update(of=Candidate)
+)
 _TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
 _CASE_TABLE: Table = Case.__table__  # type: ignore[attr-defined]
 #: The columns a transition may change: all but the key, the version and the two parties.
 _CASE_FIELDS = tuple(c.name for c in _CASE_TABLE.c if c.name not in ("id", "version", "structure_id", "candidate_id"))
+_CASE_FIELD_SET = frozenset(_CASE_FIELDS)
+_CASE_BINDS = tuple((name, f"b_{name}") for name in _CASE_FIELDS)
 _SET_CHAIN_END = (
     update(_CASE_TABLE).where(_CASE_TABLE.c.id == bindparam("case_id")).values(history_hash=bindparam("history_hash"))
 )
@@ -120,7 +134,17 @@ for _name, _guard in GUARDS.items():
 
 
 def load_case(session: Session, case_id: int, *, lock: bool = False) -> tuple[Case, Structure, Candidate]:
-    """Return a case with its structure and candidate, in one query; ``lock`` takes the row lock."""
+    """Return a case with its structure and candidate, in one query; ``lock`` takes the row lock.
+
+    Lock order (PostgreSQL): the candidate's row, then the case's, then the structure's (``within_quota``),
+    then the candidate's other cases (signing withdraws them). Every transition takes them in that order,
+    so that two signings of one candidate, each closing the other's case, wait for each other instead of
+    deadlocking: the second finds its case withdrawn and is refused. The batch runs lock cases only
+    (``SKIP LOCKED``) and fire no event that takes a candidate's or a structure's lock. SQLite needs no
+    row lock: its write transactions run one at a time.
+    """
+    if lock and session.get_bind().dialect.name != "sqlite":
+        session.exec(_LOCK_CANDIDATE_OF_CASE, params={"case_id": case_id}).first()
     row = session.exec(_LOAD_CASE_LOCKED if lock else _LOAD_CASE, params={"case_id": case_id}).first()
     if row is None:
         raise NotFound(f"case {case_id} does not exist: `conum list` shows the cases")
@@ -134,16 +158,23 @@ def _write_case(session: Session, case: Case) -> None:
     as written (no second UPDATE at the next flush). Raises ``Conflict`` when another transaction moved
     the version meanwhile.
     """
+    state = instance_state(case)
+    loaded = state.dict
     version = case.version
-    values = {f"b_{name}": getattr(case, name) for name in _CASE_FIELDS}
+    values = {bind: loaded[name] if name in loaded else getattr(case, name) for name, bind in _CASE_BINDS}
     with session.no_autoflush:  # else the session would first write the case itself
-        done = session.execute(_WRITE_CASE, {**values, "b_id": case.id, "b_version": version})
-    if done.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict(f"case {case.id} was changed by someone else meanwhile: read it again and retry")
+        writes.write(
+            session,
+            _WRITE_CASE,
+            {**values, "b_id": case.id, "b_version": version},
+            conflict=f"case {case.id} was changed by someone else meanwhile: read it again and retry",
+        )
     # every column a transition changes is written: the object is as its row now, nothing left to flush
-    set_committed_value(case, "version", version + 1)
-    for name in _CASE_FIELDS:
-        set_committed_value(case, name, values[f"b_{name}"])
+    # (marked at once as the session marks a row it has flushed, rather than column by column)
+    if not state.committed_state.keys() <= _CASE_FIELD_SET:
+        raise RuntimeError(f"a transition changed {sorted(state.committed_state)}: only {_CASE_FIELDS} are written")
+    loaded["version"] = version + 1
+    state._commit_all(loaded, state._instance_dict())
 
 
 def _record(ctx: Context, source: str | None, dest: str) -> None:
@@ -153,7 +184,7 @@ def _record(ctx: Context, source: str | None, dest: str) -> None:
     if dest in _TERMINAL_VALUES:
         case.due_at = case.deadline_at = None
     insert_history = _history(
-        session, case, ctx.event, source, dest, ctx.actor, ctx.at, ctx.data, ctx.flow_run_id
+        session, case, ctx.event, source, dest, ctx.actor, ctx.at, ctx.data, ctx.flow_run_id, ctx.created_by
     )  # chains the row: the case row written below holds its hash
     try:
         if case in session and inspect(case).persistent:
@@ -188,8 +219,13 @@ def fire(
     flow_run_id: str | None = None,
     expected_version: int | None = None,
     internal: bool = False,
+    created_by: str | None = None,
 ) -> Case:
-    """Fire ``event`` on a case for ``actor`` at instant ``at``; return the case after it."""
+    """Fire ``event`` on a case for ``actor`` at instant ``at``; return the case after it.
+
+    ``flow_run_id`` and ``created_by`` (who created that run, where the Prefect server knows it) go into
+    the history row beside the declared actor.
+    """
     at = utc(at or now())
     actor = parse_actor(actor)
     case, structure, candidate = load_case(session, case_id, lock=True)
@@ -206,6 +242,7 @@ def fire(
         flow_run_id=flow_run_id,
         expected_version=expected_version,
         internal=internal,
+        created_by=created_by,
     )
 
 
@@ -223,6 +260,7 @@ def _fire_loaded(
     flow_run_id: str | None = None,
     expected_version: int | None = None,
     internal: bool = False,
+    created_by: str | None = None,
 ) -> Case:
     """``fire`` on a case the caller has loaded and locked with its structure and candidate.
 
@@ -249,6 +287,7 @@ def _fire_loaded(
         {},
         policy,
         flow_run_id,
+        created_by=created_by,
         internal=internal,
         cascade=_cascade(session, policy),
     )
@@ -262,14 +301,12 @@ def _fire_loaded(
         case.clock_start, case.due_step = None, 0
         reschedule(case, policy)
     case.state = dest
-    effect = EFFECTS.get(ev.name)
-    if effect:
-        # One flush per transition, in _record. What is pending here is this case's own change (and the
-        # tranches sign_contract adds): the effects' reads (other cases of the candidate, this case's
-        # tranches) do not depend on it, so they need not flush it first. Whatever the caller left pending
-        # was flushed by load_case's query.
-        with session.no_autoflush:
-            effect(ctx)
+    # One flush per transition, in _record. What is pending here is this case's own change (and the
+    # tranches sign_contract adds): the effects' reads (other cases of the candidate, this case's
+    # tranches) do not depend on it, so they need not flush it first. Whatever the caller left pending
+    # was flushed by load_case's query.
+    with session.no_autoflush:
+        apply(ctx)  # the effect, then its notifications (states.notifications)
     _record(ctx, state.value, dest)
     return case
 
@@ -283,6 +320,7 @@ def present(
     at: datetime | None = None,
     policy: Policy,
     flow_run_id: str | None = None,
+    created_by: str | None = None,
 ) -> Case:
     """Open a case: present a candidate of the pool to a structure."""
     at = utc(at or now())
@@ -306,14 +344,14 @@ def present(
         lifecycle_version=LIFECYCLE_VERSION,
         policy_version=audit.digest(policy.model_dump(mode="json")),
     )
-    ctx = Context(session, case, structure, candidate, OPENING, actor, at, {}, policy, flow_run_id)
+    ctx = Context(session, case, structure, candidate, OPENING, actor, at, {}, policy, flow_run_id, created_by)
     check(ctx, OPENING.guards)
     start_clock(case, at, policy)
     session.add(case)
     session.flush()
-    notify(ctx, "candidate_presented", ("structure",))
+    announce(ctx)
     with session.no_autoflush:  # the end of the chain is written below without moving the version
-        _history(session, case, OPENING, None, case.state, actor, at, {}, flow_run_id)()
+        _history(session, case, OPENING, None, case.state, actor, at, {}, flow_run_id, created_by)()
         session.execute(_SET_CHAIN_END, {"case_id": case.id, "history_hash": case.history_hash})
     set_committed_value(case, "history_hash", case.history_hash)
     return case

@@ -35,6 +35,7 @@ def history_entry(h: Any, notes: dict[str, str] | None = None) -> dict[str, Any]
         "at": show(h.at),
         "data": {**h.data, **(notes or {})},
         **({"flow_run_id": h.flow_run_id} if h.flow_run_id else {}),
+        **({"created_by": h.created_by} if getattr(h, "created_by", None) else {}),
     }
 
 

@@ -545,7 +545,7 @@ def test_list_filters_by_state_and_departement(programme: World) -> None:
 def test_events_lists_the_table_and_the_events_allowed_from_a_state(cli: Conum) -> None:
     table = cli.ok("events")
     assert set(table) == {"events"}
-    assert all(set(r) == {"event", "from", "to", "who", "guards", "fields"} for r in table["events"])
+    assert all(set(r) == {"event", "from", "to", "who", "guards", "fields", "told"} for r in table["events"])
     [select] = [r for r in table["events"] if r["event"] == "select"]
     assert (select["from"], select["to"], select["who"], select["fields"]) == (
         "candidate_presented",
@@ -553,6 +553,7 @@ def test_events_lists_the_table_and_the_events_allowed_from_a_state(cli: Conum) 
         ["structure", "admin"],
         [],
     )
+    assert select["told"] == ["candidate: selected", "structure: selected"]  # the notification matrix
     selected = cli.ok("events", "selected")["events"]
     assert selected and all(r["from"] == "selected" for r in selected)
     assert {r["event"] for r in selected} >= {"decline", "withdraw", "contact_training_org", "cancel", "time_out"}

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
+from sqlmodel import select
+
 from states import batch, dashboard
-from states.clock import parse_instant
+from states.clock import parse_instant, utc
 from states.db import read_session
+from states.geo import region_of
+from states.lifecycle import EVENTS, LABELS, OPEN, State, destination
 from states.machine import mermaid
+from states.models import Case, Structure
 
 
 def _in_post(world: Any, structure: int, start: str = "2026-04-01", end: str = "2028-03-31") -> int:
@@ -31,28 +37,27 @@ def test_cases_are_counted_by_departement_and_state_then_grouped_by_region(world
 
     with read_session(world.engine) as s:
         counts = dashboard.counts_by_departement(s)
-    deps = {r["département"]: r for r in dashboard.departement_table(counts)}
+    deps = {r["dép."]: r for r in dashboard.departement_table(counts)}
+    closed = {r["dép."]: r for r in dashboard.departement_closed_table(counts)}
     regions = {r["région"]: r for r in dashboard.region_table(counts)}
+    regions_closed = {r["région"]: r for r in dashboard.region_closed_table(counts)}
 
-    assert (deps["86"]["candidate_presented"], deps["86"]["declined"], deps["86"]["en cours"], deps["86"]["total"]) == (
-        1,
-        1,
-        1,
-        2,
-    )
-    assert (deps["86"]["nom"], deps["86"]["région"]) == ("Vienne", "Nouvelle-Aquitaine")
-    assert deps["33"]["contract_signed"] == 1
-    assert set(deps) == {"33", "86", "974", "total"}
-    assert deps["total"]["total"] == 4
-    assert regions["Nouvelle-Aquitaine"]["total"] == 3  # Vienne and Gironde together
-    assert regions["Nouvelle-Aquitaine"]["contract_signed"] == 1
-    assert regions["La Réunion"]["candidate_presented"] == 1
+    assert (deps["86"]["présenté"], deps["86"]["en cours"]) == (1, 1)
+    assert (closed["86"]["décliné"], closed["86"]["clos"], closed["86"]["total"]) == (1, 1, 2)
+    assert deps["86"]["nom"] == "Vienne"
+    assert deps["33"]["signé"] == 1
+    assert set(deps) == set(closed) == {"33", "86", "974", "total"}
+    assert closed["total"]["total"] == 4
+    assert regions_closed["Nouvelle-Aquitaine"]["total"] == 3  # Vienne and Gironde together
+    assert regions["Nouvelle-Aquitaine"]["signé"] == 1
+    assert regions["La Réunion"]["présenté"] == 1
     assert regions["total"]["en cours"] == 3
 
 
 def test_an_empty_programme_has_empty_tables(world: Any) -> None:
     d = dashboard.build(world.engine, parse_instant("2026-03-01"))
     assert (d.by_departement, d.by_region, d.attention, d.money, d.attention_total) == ([], [], [], [], 0)
+    assert (d.closed_by_departement, d.closed_by_region, d.overdue, d.escalated) == ([], [], 0, 0)
     assert "Dossiers : **0**" in d.summary_markdown()
 
 
@@ -75,8 +80,9 @@ def test_overdue_and_escalated_open_cases_need_attention_most_escalated_first(wo
 
     assert total == 2
     assert [r["dossier"] for r in rows] == [escalated, late_again]
-    assert rows[0]["niveau d'escalade"] == 2 and rows[0]["état"] == "Candidat retenu"
-    assert rows[1]["jours de retard"] == 2  # deadline 16 March, read on 18 March
+    assert rows[0]["escalade"] == "préfet" and rows[0]["étape"] == "retenu"
+    assert rows[1]["retard (j)"] == 2  # deadline 16 March, read on 18 March
+    assert rows[1]["échéance"] == "16/03/2026 11:00"  # Paris time, to the minute
     assert [r["dossier"] for r in first] == [escalated]
     assert late not in {r["dossier"] for r in rows}
 
@@ -101,6 +107,7 @@ def test_the_money_ledger_balances_and_dates_each_movement(world: Any) -> None:
     assert ledger["2027-04"].to_pay == 1_500_000  # tranche 2 of "steady"
     total = dashboard.money_table(list(ledger.values()))[-1]
     assert total["mois"] == "total"
+    assert [r["mois"] for r in dashboard.money_table(list(ledger.values()))][:2] == ["avril 2026", "mai 2026"]
     months = list(ledger.values())
     committed = sum(m.committed for m in months)
     assert committed == sum(m.paid + m.to_pay + m.cancelled for m in months)
@@ -135,6 +142,48 @@ def test_payments_are_grouped_by_structure_with_a_total(world: Any) -> None:
     assert empty == []
 
 
-def test_the_lifecycle_is_drawn_from_the_table() -> None:
-    text = dashboard.lifecycle_markdown()
-    assert f"```mermaid\n{mermaid()}\n```" in text
+def test_the_lifecycle_is_drawn_from_the_table_with_french_labels_only() -> None:
+    drawn = dashboard.lifecycle_markdown().split("```mermaid\n")[1]
+    moves = [line for line in mermaid().splitlines() if "-->" in line]
+    assert len([line for line in drawn.splitlines() if "-->" in line]) == len(moves)
+    for state in State:
+        assert f'state "{LABELS[state]}" as' in drawn
+        assert state.value not in drawn
+    for event in EVENTS:
+        moves_state = any(destination(event, src) != src for src in event.sources)
+        assert (f": {event.label}" in drawn) == moves_state and f": {event.name}" not in drawn
+
+
+def test_overdue_and_escalated_counts_per_departement_and_region_match_the_rows(world: Any) -> None:
+    places = ["86", "86", "33", "974", "75", "2A"]
+    for i, dep in enumerate(places):
+        structure = world.structure(departement=dep, posts=3)
+        case = world.present(structure, world.candidate(), at=f"2026-03-0{1 + i % 3}T10:00")
+        if i % 2:
+            world.fire(case, "select", "2026-03-04T10:00")
+    world.present(world.structure(departement="33"), world.candidate(), at="2026-03-20T10:00")  # not due yet
+    batch.sweep(world.engine, parse_instant("2026-03-19T12:00"), world.policy)  # reminders, escalations, time-outs
+    at = parse_instant("2026-03-21T12:00")
+
+    d = dashboard.build(world.engine, at)
+
+    expected: dict[str, Counter[str]] = {}
+    with read_session(world.engine) as s:
+        for case, structure in s.exec(select(Case, Structure).where(Case.structure_id == Structure.id)).all():
+            if State(case.state) not in OPEN:
+                continue
+            c = expected.setdefault(structure.departement, Counter())
+            c["en cours"] += 1
+            c["en retard"] += case.deadline_at is not None and utc(case.deadline_at) < at
+            c["escaladés"] += case.escalation_level >= 2
+    keys = ("en cours", "en retard", "escaladés")
+    got = {r["dép."]: Counter({k: r[k] for k in keys}) for r in d.by_departement if r["dép."] != "total"}
+    assert {k: +v for k, v in got.items() if +v} == {k: +v for k, v in expected.items()}
+    by_region: dict[str, Counter[str]] = {}
+    for dep, c in expected.items():
+        by_region.setdefault(region_of(dep), Counter()).update(c)
+    got_regions = {r["région"]: Counter({k: r[k] for k in keys}) for r in d.by_region if r["région"] != "total"}
+    assert {k: +v for k, v in got_regions.items() if +v} == {k: +v for k, v in by_region.items()}
+    assert sum(c["escaladés"] for c in expected.values()) == d.escalated > 0
+    assert sum(c["en retard"] for c in expected.values()) == d.overdue > 0
+    assert "En retard ou escaladés" in d.summary_markdown() and f"en retard : **{d.overdue}**" in d.summary_markdown()

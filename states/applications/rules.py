@@ -67,6 +67,11 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+def with_key(first: str) -> str:
+    """Return the SIRET made of the 13 digits ``first`` and the Luhn key that makes it valid."""
+    return next(first + key for key in "0123456789" if luhn_ok(first + key))
+
+
 def check_siret(value: str) -> str:
     """Return a valid SIRET (14 digits, Luhn key; La Poste: sum of digits a multiple of 5), spaces removed."""
     siret = re.sub(r"\s", "", value or "")

@@ -163,11 +163,14 @@ def submit(
     return app, True
 
 
-def import_structure(session: Session, structure: Structure, *, actor: str, at: datetime | None = None) -> Application:
+def import_structure(
+    session: Session, structure: Structure, *, actor: str, at: datetime | None = None, siret: str | None = None
+) -> Application:
     """Record a structure validated outside Conum: its application opens at ``convention_signed``."""
     at = utc(at or now())
     app = Application(
         structure_id=structure.id or 0,
+        siret=siret,
         state=AppState.CONVENTION_SIGNED.value,
         departement=structure.departement,
         posts_requested=structure.posts,

@@ -119,18 +119,22 @@ def guarded(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except errors.ConumError as exc:
-            fail(str(exc), EXIT.get(type(exc), 1))
+            fail(str(exc), next((EXIT[t] for t in type(exc).__mro__ if t in EXIT), 1))
         except OverflowError:
             fail("a number or a date is out of range: give an id, amount or instant of a sensible size", 2)
         except Exception as exc:  # the database itself refused: say so, nothing was committed
             from sqlalchemy.exc import SQLAlchemyError
 
             if isinstance(exc, SQLAlchemyError):
-                fail(
-                    f"database error: {getattr(exc, 'orig', exc)}; nothing was changed. Check --db and run "
-                    "`conum init`",
-                    1,
-                )
+                orig = getattr(exc, "orig", None) or exc
+                if getattr(orig, "sqlstate", None) in ("40P01", "40001"):  # a deadlock or serialisation failure
+                    fail(
+                        "another change of the same rows ran at the same time and the database stopped this one "
+                        "(rule: conflict): nothing was changed; run it again",
+                        3,
+                    )
+                first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+                fail(f"database error: {first}; nothing was changed. Check --db and run `conum init`", 1)
             raise
 
     return wrapper  # type: ignore[return-value]

@@ -142,25 +142,31 @@ def events(
     as_json: Json = False,
     at: At = None,
 ) -> None:
-    """List the lifecycle table, or the events allowed from STATE, with each event's guards and data fields."""
+    """List the lifecycle table, or the events allowed from STATE, with each event's guards, data fields and who is
+    told (recipient: mail template, and when; docs/notifications.md)."""
     from states.lifecycle import State
     from states.machine import table_rows
+    from states.notifications import told
 
     instant(at)
 
     if state is not None and state not in {s.value for s in State}:
         raise errors.BadInput(f"unknown state '{state}': use one of {', '.join(s.value for s in State)}")
-    print_events(table_rows(state), as_json)
+    print_events([{**r, "told": told(r["event"])} for r in table_rows(state)], as_json)
 
 
 def print_events(rows: list[dict[str, Any]], as_json: bool) -> None:
     """Print a lifecycle table's rows (``conum events``, ``conum application events``)."""
 
     def human() -> None:
-        table = Table("event", "from", "to", "who", "data (--set KEY=…, * required)", "guards")
+        told = any("told" in r for r in rows)
+        table = Table(
+            "event", "from", "to", "who", "data (--set KEY=…, * required)", "guards", *(["told"] if told else [])
+        )
         for r in rows:
             fields = ", ".join(f"{f['name']}{'*' if f['required'] else ''}: {f['type']}" for f in r["fields"])
-            table.add_row(r["event"], r["from"] or "", r["to"], ", ".join(r["who"]), fields, ", ".join(r["guards"]))
+            cells = [r["event"], r["from"] or "", r["to"], ", ".join(r["who"]), fields, ", ".join(r["guards"])]
+            table.add_row(*cells, *(["\n".join(r.get("told", []))] if told else []))
         out.print(table)
 
     emit({"events": rows}, as_json, human)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -22,6 +23,7 @@ from states.cli.app import (
     out,
     structure_app,
     url,
+    warn,
     write,
 )
 
@@ -49,17 +51,28 @@ def structure_add(
     posts: Annotated[int, typer.Option(help="Posts attributed.")],
     kind: Annotated[str, typer.Option(help="public (collectivité) or private (association).")] = "public",
     email: Annotated[str | None, typer.Option(help="Contact address for notifications.")] = None,
+    siret: Annotated[str | None, typer.Option(help="SIRET of the establishment (14 digits), if known.")] = None,
     db: Db = None,
     as_json: Json = False,
     at: At = None,
     actor: Actor = "admin",
 ) -> None:
-    """Add a host structure."""
+    """Add a host structure whose posts were validated outside Conum (recorded as imported in its history)."""
     from states.registry import add_structure
 
-    instant(at)
+    when = instant(at)
     with write(db) as s:
-        sid = add_structure(s, name=name, departement=departement, posts=posts, kind=kind, email=email, actor=actor)
+        sid = add_structure(
+            s,
+            name=name,
+            departement=departement,
+            posts=posts,
+            kind=kind,
+            email=email,
+            siret=siret,
+            actor=actor,
+            at=when,
+        )
     emit({"id": sid}, as_json, lambda: out.print(f"structure {sid} added"))
 
 
@@ -118,3 +131,50 @@ def candidate_export(
 
     instant(at)
     emit(export(engine(db), candidate), True)
+
+
+@app.command("import")
+@guarded
+def import_(
+    kind: Annotated[str, typer.Argument(help="What the file lists: structures or candidates.")],
+    file: Annotated[Path, typer.Argument(help="CSV export of the national platform (see docs/import.md).")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check the whole file and report, without writing anything.")
+    ] = False,
+    db: Db = None,
+    as_json: Json = False,
+    at: At = None,
+    actor: Actor = "admin",
+) -> None:
+    """Load structures or candidates from a CSV export: all rows or none, every bad row reported.
+
+    French headers, `;` or `,` between fields, UTF-8 with or without BOM. A bad row refuses the whole
+    file (exit 2, nothing written); with --dry-run the report lists every problem and exits 2 if any.
+    """
+    from states.imports import KINDS, ImportRefused, load
+
+    if kind not in KINDS:
+        raise errors.BadInput(f"cannot import {kind!r}: use `conum import structures FILE` or `candidates FILE`")
+    try:
+        content = file.read_bytes()
+    except OSError as exc:
+        raise errors.NotFound(f"cannot read {file}: {exc.strerror}; give the path of the CSV file") from None
+    when = instant(at)
+    with write(db) as s:
+        report = load(s, content, kind, dry_run=dry_run, actor=actor, at=when)
+    if dry_run:
+        emit(report.as_dict(), as_json, lambda: _print_report(report))
+        if not report.ok:
+            warn(ImportRefused(report).args[0], 2)
+        return
+    emit(report.as_dict(), as_json, lambda: out.print(f"{len(report.created)} {kind} imported: {report.created}"))
+
+
+def _print_report(report: Any) -> None:
+    out.print(f"{report.rows} data row(s) read, separator {report.delimiter!r}, {len(report.problems)} problem(s)")
+    if report.ignored_columns:
+        out.print(f"ignored columns: {', '.join(report.ignored_columns)}")
+    for p in report.problems:
+        out.print(f"line {p.line}: {p.en}" if p.line else p.en)
+    if report.ok:
+        out.print(f"the file is correct: {len(report.values)} {report.kind} would be added (run without --dry-run)")

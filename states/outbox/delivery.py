@@ -34,7 +34,7 @@ from states.db import is_sqlite, write_session
 from states.errors import BadInput
 from states.models import Outbox
 from states.outbox.claim import IN_LIST, OUTBOX, OutboxRow, claim
-from states.outbox.facts import Facts, read_address, read_context, read_payment_order
+from states.outbox.facts import Facts, read_address, read_context, read_name, read_payment_order
 from states.outbox.job import DeliveryError, DeliveryReport, Job, Problem, Sent
 from states.outbox.payment import PAYMENT_KIND
 from states.outbox.render import UnknownKind, mail_kinds, render
@@ -62,6 +62,7 @@ def _prepare(facts: Facts, row: OutboxRow, attempts: int, settings: Settings) ->
             job.order = read_payment_order(facts, row)
             return job
         job.to = read_address(facts, row, settings)
+        job.name = read_name(facts, row)
         job.subject, job.body = render(row.kind, read_context(facts, row))
     except DeliveryError as exc:
         job.error = exc

@@ -195,6 +195,20 @@ def read_address(facts: Facts, row: OutboxRow, settings: Settings) -> str:
     )
 
 
+def read_name(facts: Facts, row: OutboxRow) -> str:
+    """The name shown beside the recipient's address (``To:``): the structure, the person, the organisation."""
+    role, case = row.recipient, facts.case(row)
+    if role == "structure":
+        return _structure(facts, row).name
+    if role == "candidate" and case is not None:
+        candidate = facts.get(Candidate, case.candidate_id)
+        return candidate.name if candidate is not None else ""
+    if role == "training_org" and case is not None:
+        org = facts.get(TrainingOrg, case.training_org_id)
+        return org.name if org is not None else ""
+    return ""
+
+
 def _tranche(facts: Facts, row: OutboxRow) -> Tranche | None:
     payload = row.payload
     if payload.get("tranche_id") is not None:
@@ -283,6 +297,7 @@ __all__ = [
     "build_payment_order",
     "read_address",
     "read_context",
+    "read_name",
     "read_payment_order",
     "recipient_address",
 ]

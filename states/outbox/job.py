@@ -35,6 +35,7 @@ class Job:
     recipient: str
     attempts: int
     to: str = ""
+    name: str = ""  # shown beside the address: the structure, the person, the organisation
     subject: str = ""
     body: str = ""
     order: PaymentOrder | None = None

@@ -18,6 +18,10 @@ and payment order is the same, byte for byte, as with the delivery run in the
 day loop itself. Claims and results are recorded in short write
 transactions, which queue with the day loop's on SQLite (``BEGIN IMMEDIATE``).
 
+It dies with the simulation: killed by the kernel when the process that started it ends (Linux, when
+started from the main thread: ``states.processes``), and it stops by itself when its standard input
+closes.
+
 Protocol: on the process's standard input, one JSON line with the database
 URL and the delivery settings, then one JSON line per request
 (``{"op": "deliver", "at": ISO-8601}`` or ``{"op": "drain"}``); one JSON line
@@ -46,6 +50,7 @@ from sqlalchemy import Connection, Engine
 
 from states.config import Settings
 from states.errors import ConumError
+from states.processes import die_with_parent
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -76,7 +81,11 @@ class BackgroundDelivery:
     def __init__(self, engine: Engine, settings: Settings) -> None:
         url = engine.url.render_as_string(hide_password=False)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "states.outbox.process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-m", "states.outbox.process"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=die_with_parent() if threading.current_thread() is threading.main_thread() else None,
         )
         self.totals: dict[str, int] | None = None
         # the first line: what to deliver with (on the pipe, not the command line: it may hold a password)

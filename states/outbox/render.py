@@ -18,6 +18,7 @@ import jinja2
 
 from states.clock import PARIS, paris_day, utc
 from states.errors import BadInput
+from states.french import FILTERS as FRENCH
 from states.paths import TEMPLATES
 
 #: The mail templates, one ``<kind>.j2`` per notification kind (``_*.j2`` are shared parts).
@@ -113,7 +114,7 @@ def _env() -> jinja2.Environment:
         keep_trailing_newline=False,
     )
     env.filters.update(
-        euros=euros, day=french_day, instant=french_instant, contract_type=_contract_type, reason=_reason
+        euros=euros, day=french_day, instant=french_instant, contract_type=_contract_type, reason=_reason, **FRENCH
     )
     return env
 

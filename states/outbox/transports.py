@@ -19,7 +19,7 @@ from datetime import datetime
 from email.charset import QP, Charset
 from email.header import Header
 from email.message import Message
-from email.utils import format_datetime, formataddr, getaddresses, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr, quote
 from functools import lru_cache
 from pathlib import Path
 
@@ -75,22 +75,27 @@ _UTF8 = Charset("utf-8")
 _UTF8.header_encoding = _UTF8.body_encoding = QP
 
 
-def _message(job: Job, settings: Settings, at: datetime) -> Message:
-    # the compat32 API builds a message about ten times faster than EmailMessage; the bytes are as standard
-    msg = Message()
-    msg["MIME-Version"] = "1.0"
-    msg.set_payload(job.body, _UTF8)  # text/plain; charset="utf-8", quoted-printable
-    name, address = parseaddr(settings.mail_from)
-    msg["From"] = formataddr((name, address), charset="utf-8")
-    msg["To"] = job.to
-    msg["Subject"] = Header(job.subject, _UTF8, header_name="Subject").encode()
-    msg["Date"] = format_datetime(utc(at).astimezone(PARIS))
-    domain = address.rpartition("@")[2] or "conum.invalid"
-    msg["Message-ID"] = f"<conum-outbox-{job.id}.case-{job.case_id}@{domain}>"
-    msg["X-Conum-Kind"] = job.kind
-    if job.case_id is not None:
-        msg["X-Conum-Case"] = str(job.case_id)
-    return msg
+def envelope_address(address: str) -> tuple[str, bool]:
+    """Return ``address`` as SMTP carries it and whether it needs SMTPUTF8.
+
+    An internationalised domain (``médiathèque-bègles.fr``) travels in its ASCII form (IDNA,
+    ``xn--…``), which every server accepts; only a local part outside ASCII (``élodie@…``) needs a
+    server that announces SMTPUTF8 (RFC 6531). Raises a permanent ``DeliveryError`` for an address
+    that is none.
+    """
+    local, at, domain = address.strip().rpartition("@")
+    if not at or not local or not domain or any(ch.isspace() for ch in address.strip()):
+        raise DeliveryError(f"'{address}' is not an e-mail address: correct it, then requeue the row", permanent=True)
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise DeliveryError(
+                f"the domain of '{address}' is not a valid internationalised domain name: correct the address, "
+                "then requeue the row",
+                permanent=True,
+            ) from None
+    return f"{local}@{domain}", not local.isascii()
 
 
 _FROM_LINE = re.compile(r"^From ", re.MULTILINE)
@@ -107,6 +112,7 @@ def _folded(name: str, value: str) -> str:
 def _head(mail_from: str) -> tuple[str, str]:
     """The headers every mail starts with, and the sender's address (for the envelope and the Message-ID)."""
     name, address = parseaddr(mail_from)
+    address = envelope_address(address)[0] if address else address
     msg = Message()
     msg["MIME-Version"] = "1.0"
     msg.set_payload("", _UTF8)
@@ -119,18 +125,26 @@ def _date(at: datetime) -> str:
     return format_datetime(utc(at).astimezone(PARIS))
 
 
-def _mail(job: Job, settings: Settings, at: datetime) -> bytes | None:
-    """The bytes ``_message(job…).as_bytes()`` gives (lines end with ``\\n``), built about ten times faster.
+def _mail(job: Job, settings: Settings, at: datetime) -> tuple[bytes, str, bool]:
+    """The mail's bytes (lines end with ``\\n``), its envelope recipient, and whether it needs SMTPUTF8.
 
-    ``None`` for an address outside ASCII: such mails take the ``Message`` path.
+    As the standard library's compat32 generator writes them, about ten times faster. Names outside ASCII
+    (the sender's, the recipient's, the subject) are encoded words (RFC 2047); a recipient whose local part
+    is outside ASCII is written as it is, in UTF-8 (RFC 6532), and the mail then needs SMTPUTF8.
     """
-    if not job.to.isascii():
-        return None
+    rcpt, utf8 = envelope_address(job.to)
     head, address = _head(settings.mail_from)
     domain = address.rpartition("@")[2] or "conum.invalid"
+    name = " ".join(job.name.split())  # a name typed with a line break stays one header line
+    if utf8:
+        # the name as encoded words (readable by any client), the address as it is, in UTF-8 (RFC 6532)
+        shown = f'"{quote(name)}"' if name.isascii() else Header(name, _UTF8).encode(linesep="\n")
+        to = f"To: {shown} <{rcpt}>\n" if name else f"To: {rcpt}\n"
+    else:
+        to = _folded("To", formataddr((name, rcpt), charset="utf-8") if name else rcpt)
     parts = [
         head,
-        _folded("To", job.to),
+        to,
         subject_line(job.subject),
         _folded("Date", _date(at)),
         _folded("Message-ID", f"<conum-outbox-{job.id}.case-{job.case_id}@{domain}>"),
@@ -140,7 +154,7 @@ def _mail(job: Job, settings: Settings, at: datetime) -> bytes | None:
         parts.append(_folded("X-Conum-Case", str(job.case_id)))
     parts.append("\n")
     parts.append(_FROM_LINE.sub(">From ", _UTF8.body_encode(job.body.encode("utf-8"))))
-    return "".join(parts).encode("ascii")
+    return "".join(parts).encode("utf-8" if utf8 else "ascii"), rcpt, utf8
 
 
 class Smtp:
@@ -167,8 +181,8 @@ class Smtp:
             raise
         return conn
 
-    def send(self, msg: Message | bytes, sender: str = "", to: str = "") -> None:
-        """Send ``msg``: a ``Message``, or ready bytes (lines ending with ``\\n``) from ``sender`` to ``to``."""
+    def send(self, msg: bytes, sender: str, to: str, utf8: bool = False) -> None:
+        """Send ready bytes (lines ending with ``\\n``) from ``sender`` to ``to``; ``utf8``: with SMTPUTF8."""
         if self.down is not None:
             raise DeliveryError(self.down)
         for again in (True, False):
@@ -182,10 +196,17 @@ class Smtp:
                     )
                     raise DeliveryError(self.down) from None
             try:
-                if isinstance(msg, bytes):
-                    self.conn.sendmail(sender, [a for _, a in getaddresses([to])], msg.replace(b"\n", b"\r\n"))
-                else:
-                    self.conn.send_message(msg)
+                options: list[str] = []
+                if utf8:
+                    self.conn.ehlo_or_helo_if_needed()
+                    if not self.conn.has_extn("smtputf8"):
+                        raise DeliveryError(
+                            f"the SMTP server {self.where()} does not accept addresses outside ASCII (no SMTPUTF8) "
+                            f"and '{to}' is one: give the recipient an ASCII address, then requeue the row",
+                            permanent=True,
+                        )
+                    options = ["SMTPUTF8"]
+                self.conn.sendmail(sender, [to], msg.replace(b"\n", b"\r\n"), mail_options=options)
                 return
             except smtplib.SMTPServerDisconnected as exc:
                 self.conn = None
@@ -231,12 +252,12 @@ def send(job: Job, settings: Settings, smtp: Smtp | None, at: datetime) -> Sent:
         if not created:
             logger.info("payment order %s already written; outbox row %s marked sent", name, job.id)
         return Sent(job.id, job.case_id, job.kind, job.recipient, name, job.order.reference, "payment_order")
-    mail = _mail(job, settings, at)
+    mail, rcpt, utf8 = _mail(job, settings, at)
     if smtp is not None:
-        smtp.send(_message(job, settings, at) if mail is None else mail, _head(settings.mail_from)[1], job.to)
+        smtp.send(mail, _head(settings.mail_from)[1], rcpt, utf8)
         return Sent(job.id, job.case_id, job.kind, job.recipient, job.to, job.subject, "smtp")
     try:
-        _write_replace(Path(settings.mail_dir), _eml_name(job), mail or _message(job, settings, at).as_bytes())
+        _write_replace(Path(settings.mail_dir), _eml_name(job), mail)
     except OSError as exc:
         raise DeliveryError(
             f"cannot write {_eml_name(job)} into {settings.mail_dir} ({exc}): check that CONUM_MAIL_DIR is a "
@@ -245,4 +266,4 @@ def send(job: Job, settings: Settings, smtp: Smtp | None, at: datetime) -> Sent:
     return Sent(job.id, job.case_id, job.kind, job.recipient, job.to, job.subject, "eml")
 
 
-__all__ = ["SMTP_TIMEOUT", "Smtp", "send"]
+__all__ = ["SMTP_TIMEOUT", "Smtp", "envelope_address", "send"]

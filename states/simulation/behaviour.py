@@ -58,8 +58,9 @@ class Plan:
     """An action a person will try at an instant."""
 
     at: datetime
-    kind: str  # present | fire
+    kind: str  # present | fire | apply | application
     slot: int = -1
+    applicant: int = -1  # a structure's application (``states.simulation.applying``)
     case: int = 0
     event: str = ""
     actor: str = ""

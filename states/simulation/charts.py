@@ -127,11 +127,11 @@ def chart_deadlines(f: Figures) -> str:
         values = [r[kind] for r in rows]
         ax.barh(names, values, left=left, color=colour, label=DEADLINE_LABELS[kind])
         left = [a + b for a, b in zip(left, values, strict=True)]
-    ax.set_title("Relances, escalades et délais dépassés, par région")
+    ax.set_title("Relances, escalades et dossiers expirés, par région")
     ax.set_xlabel("Nombre d'actes du balayage quotidien")
     ax.legend(loc="lower right", frameon=False, fontsize=9)
     fig.tight_layout()
-    return _svg(fig, "Délais manqués et escalades par région")
+    return _svg(fig, "Relances, escalades et dossiers expirés par région")
 
 
 def chart_ruptures(f: Figures) -> str:
@@ -178,10 +178,31 @@ def chart_cashflow(f: Figures) -> str:
     return _svg(fig, "Flux mensuel de la subvention")
 
 
+def chart_envelope(f: Figures) -> str:
+    """The national envelope consumed month by month by the committee's validations (empty without applications)."""
+    rows = f.applications.get("by_month") or []
+    if not rows:
+        return ""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    x = list(range(len(rows)))
+    ax.bar(x, [r["validated"] for r in rows], color=SKY, label="Postes validés dans le mois")
+    ax.plot(x, [r["validated_total"] for r in rows], color=BLUE, linewidth=2, label="Postes validés depuis le début")
+    ax.axhline(f.applications["envelope"], color=RED, linestyle="--", linewidth=1.2, label="Enveloppe nationale")
+    step = max(1, len(rows) // 12)
+    ax.set_xticks(x[::step], [r["label"].replace(" 20", " ") for r in rows[::step]], rotation=30, ha="right")
+    ax.set_ylabel("Postes")
+    ax.set_title("Enveloppe nationale : postes validés par le comité de sélection")
+    ax.legend(loc="center right", frameon=False, fontsize=9)
+    fig.tight_layout()
+    return _svg(fig, "Consommation de l'enveloppe nationale mois par mois")
+
+
 CHARTS = {
     "entonnoir": chart_funnel,
     "delais-signature": chart_sign_delays,
     "echeances": chart_deadlines,
     "ruptures": chart_ruptures,
     "tresorerie": chart_cashflow,
+    "enveloppe": chart_envelope,
 }

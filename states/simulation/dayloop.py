@@ -23,14 +23,16 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from states import batch, outbox, service
+from states.applications.models import Application
 from states.clock import add_months, simulated_clock, utc
 from states.config import Settings
 from states.db import write_session
 from states.errors import ConumError
-from states.models import Candidate, Case, Outbox, Structure, TrainingOrg, Tranche
+from states.models import Candidate, Case, Outbox, TrainingOrg, Tranche
 from states.outbox.process import BackgroundDelivery
 from states.policy import Policy
-from states.simulation.behaviour import Behaviour, Plan, Slot, Track, at_paris
+from states.simulation.applying import Applying
+from states.simulation.behaviour import Plan, Track, at_paris
 from states.simulation.config import Config
 from states.simulation.generation import Programme, generate
 
@@ -107,7 +109,7 @@ def inline_delivery(engine: Engine, at: datetime, settings: Settings, limit: int
     return outbox.deliver(engine, at, settings, kinds=None, limit=limit)
 
 
-class Simulation(Behaviour):
+class Simulation(Applying):
     """The day loop: people's actions, then the sweep, the payments and the delivery, day after day.
 
     Call ``setup`` once on an empty, migrated database, then ``run`` (or
@@ -149,17 +151,14 @@ class Simulation(Behaviour):
     # ------------------------------------------------------------ setup
 
     def setup(self) -> None:
-        """Insert the generated programme and plan the first presentations."""
+        """Insert the candidates and training organisations, and plan the structures' applications."""
         if self.deliver == "background" and self.courier is None:
             self.courier = BackgroundDelivery(self.engine, self.settings)  # it starts while the programme is made
         prog = generate(self.config)
         with write_session(self.engine) as s:
-            ids = self._insert(s, prog)
-        structure_ids, candidate_ids, self.orgs = ids
-        for spec, sid in zip(prog.structures, structure_ids, strict=True):
-            for _ in range(spec.posts):
-                self.slots.append(Slot(sid, spec.departement))
-                self._plan_present(len(self.slots) - 1, spec.opens_after)
+            candidate_ids, self.orgs = self._insert(s, prog)
+        for spec in prog.structures:
+            self._plan_apply(spec)
         for person, cid in zip(prog.candidates, candidate_ids, strict=True):
             self.departement_of[cid] = person.departement
             self.pool.add(cid, person.departement)
@@ -169,23 +168,14 @@ class Simulation(Behaviour):
         self.ready = True
 
     @staticmethod
-    def _insert(s: Session, prog: Programme) -> tuple[list[int], list[int], list[int]]:
-        """Add the rows in bulk: the generator only produces valid data (codes from ``states.geo``)."""
-        structures = [
-            Structure(name=p.name, kind=p.kind, departement=p.departement, posts=p.posts, email=p.email)
-            for p in prog.structures
-        ]
+    def _insert(s: Session, prog: Programme) -> tuple[list[int], list[int]]:
+        """Add the candidates and organisations in bulk (the structures apply, through the service)."""
         candidates = [Candidate(name=p.name, email=p.email, departement=p.departement) for p in prog.candidates]
         orgs = [TrainingOrg(name=n, email=e) for n, e in prog.training_orgs]
-        s.add_all(structures)
         s.add_all(candidates)
         s.add_all(orgs)
         s.flush()
-        return (
-            [r.id or 0 for r in structures],
-            [r.id or 0 for r in candidates],
-            [r.id or 0 for r in orgs],
-        )
+        return [r.id or 0 for r in candidates], [r.id or 0 for r in orgs]
 
     # ------------------------------------------------------------ the loop
 
@@ -265,7 +255,7 @@ class Simulation(Behaviour):
             self.stats.escalated += swept.escalated
             self.stats.timed_out += swept.timed_out
             self.stats.batch_failures += len(swept.failures)
-            self._outbox_dirty |= bool(swept.steps)
+            self._outbox_dirty |= bool(swept.steps) or bool(swept.application_steps)
             for step in swept.steps:
                 if step.action == "time_out":
                     self._closed(step.case_id, "expired", back_to_pool=True)
@@ -298,11 +288,12 @@ class Simulation(Behaviour):
             self._outbox_dirty = bool(getattr(report, "retried", 0))
 
     def _sweep_due(self, at: datetime) -> bool:
-        """Tell whether a case has a deadline step due at ``at`` (the earliest ``due_at``, read once per change)."""
+        """Tell whether a case or an application has a deadline step due at ``at`` (read once per change)."""
         if self._next_due is None:
             with Session(self.engine) as s:
-                first = s.exec(select(func.min(Case.due_at))).one()
-            self._next_due = utc(first) if first is not None else self.NEVER
+                dues = [s.exec(select(func.min(row.due_at))).one() for row in (Case, Application)]
+            firsts = [utc(d) for d in dues if d is not None]
+            self._next_due = min(firsts) if firsts else self.NEVER
         return self._next_due <= at
 
     def _outbox_waiting(self, at: datetime) -> int:
@@ -343,6 +334,9 @@ class Simulation(Behaviour):
         return Counter(self.stats.actions) - before
 
     def _try(self, s: Session, plan: Plan) -> None:
+        if plan.kind in ("apply", "application"):
+            self._try_application(s, plan)
+            return
         if plan.kind == "present":
             self._present(s, plan)
             return

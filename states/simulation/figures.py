@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -41,8 +41,12 @@ DEADLINE_LABELS = {
     "reminders": "Relances",
     "prefet": "Escalades au préfet",
     "anct": "Escalades à l'ANCT",
-    "time_outs": "Délais dépassés (dossiers expirés)",
+    "time_outs": "Dossiers expirés (délai final dépassé)",
 }
+#: The measure beside each département's rate: the steps past a deadline (escalations and expiries; a
+#: reminder comes before the deadline and is not one), and the rate is that count per 100 cases.
+MISSED_LABEL = "Échéances manquées (escalades + expirations)"
+MISSED_RATE_LABEL = "Échéances manquées pour 100 dossiers"
 TOP_DEPARTEMENTS = 12
 
 
@@ -56,7 +60,7 @@ def _month(day: date) -> str:
     return f"{day.year:04d}-{day.month:02d}"
 
 
-def _months_between(first: str, last: str) -> list[str]:
+def months_between(first: str, last: str) -> list[str]:
     y, m = (int(p) for p in first.split("-"))
     out = []
     while f"{y:04d}-{m:02d}" <= last:
@@ -92,6 +96,8 @@ class Figures:
     contracts_by_type: dict[str, int]
     mails: int = 0
     payment_orders: int = 0
+    #: The application phase (``states.simulation.appfigures``): empty for a programme without applications.
+    applications: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,11 +123,22 @@ def collect(
     *,
     mail_dir: Path | None = None,
     payment_dir: Path | None = None,
+    envelope: int | None = None,
 ) -> Figures:
-    """Read the programme's figures from the database (``run``: the simulation's own counts, if any)."""
+    """Read the programme's figures from the database (``run``: the simulation's own counts, if any).
+
+    The structures counted are those holding posts (an application refused or withdrawn leaves a structure
+    with none); ``envelope`` is the national envelope the application phase is read against.
+    """
+    from states.simulation.appfigures import application_figures
+
     with Session(engine) as s:
-        structures, posts = s.exec(select(func.count(), func.coalesce(func.sum(Structure.posts), 0))).one()
-        deps_with = s.exec(select(func.count(func.distinct(Structure.departement)))).one()
+        hosting = col(Structure.posts) > 0
+        structures, posts = s.exec(
+            select(func.count(), func.coalesce(func.sum(Structure.posts), 0)).where(hosting)
+        ).one()
+        deps_with = s.exec(select(func.count(func.distinct(Structure.departement))).where(hosting)).one()
+        applications = application_figures(s, envelope if envelope is not None else int(posts))
         candidates = s.exec(select(func.count()).select_from(Candidate)).one()
         by_state = dict(s.exec(select(Case.state, func.count()).group_by(col(Case.state))).all())
         reached = dict(
@@ -234,7 +251,7 @@ def collect(
     cashflow: list[dict[str, Any]] = []
     if first_at is not None and last_at is not None:
         outstanding = 0
-        for m in _months_between(_month(paris_day(first_at)), _month(paris_day(last_at))):
+        for m in months_between(_month(paris_day(first_at)), _month(paris_day(last_at))):
             outstanding += committed_by[m] - paid_by[m] - cancelled_by[m]
             cashflow.append(
                 {
@@ -272,6 +289,7 @@ def collect(
         contracts_by_type=contracts_by_type,
         mails=_count_files(mail_dir),
         payment_orders=_count_files(payment_dir),
+        applications=applications,
     )
 
 

@@ -1,7 +1,9 @@
 """The generated programme: structures, candidates and training organisations, from one seed.
 
 The programme is shaped like the real one: employers in every département
-(overseas included) once it is large enough, one to three posts each, a pool
+(overseas included) once it is large enough, each applying for one to three
+posts (together a little more than the national envelope, ``config.posts``:
+the committee cannot validate them all) under a SIRET of its own, a pool
 of candidates larger than the posts, a few dozen approved training
 organisations. Names are plausible, not real. The same configuration gives
 the same programme: the only randomness is a ``random.Random`` seeded here.
@@ -9,10 +11,12 @@ the same programme: the only randomness is a ``random.Random`` seeded here.
 
 from __future__ import annotations
 
+import math
 import random
 import unicodedata
 from dataclasses import dataclass
 
+from states.applications.rules import with_key
 from states.geo import DEPARTEMENTS, region_of
 from states.simulation.config import Config, Employer
 from states.simulation.rates import weighted
@@ -24,9 +28,10 @@ class StructureSpec:
     employer: str
     kind: str
     departement: str
-    posts: int
+    posts: int  # requested
     email: str
-    opens_after: int  # days after the start
+    opens_after: int  # the day it applies, after the start
+    siret: str
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,16 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in ascii_text).strip("-").replace("--", "-")
 
 
+def requested_posts(config: Config) -> int:
+    """Return the posts the structures request together: the envelope and the extra requests beyond it."""
+    return config.posts + math.ceil(config.posts * config.rates.extra_requests)
+
+
+def siret(n: int) -> str:
+    """Return the ``n``-th structure's SIRET: a SIREN of its own (never La Poste's), head office, a valid key."""
+    return with_key(f"{200000000 + n:09d}0001")
+
+
 def generate(config: Config) -> Programme:
     """Build the structures, candidates and training organisations of a programme from its seed."""
     rng = random.Random(f"conum-programme-{config.seed}")
@@ -93,8 +108,8 @@ def generate(config: Config) -> Programme:
     employers = [(e, e.weight) for e in config.employers]
     councils: set[str] = set()  # at most one département council per département, one région council per région
     structures: list[StructureSpec] = []
-    total = 0
-    while total < config.posts:
+    total, target = 0, requested_posts(config)
+    while total < target:
         dep = cover.pop() if cover else weighted(rng, by_population)
         employer: Employer = weighted(rng, employers)
         key = employer.key if employer.key not in ("departement", "region") else ""
@@ -118,10 +133,11 @@ def generate(config: Config) -> Programme:
                 (f"Médiathèque {rng.choice(_AUTHORS)} de {town}", f"Réseau des médiathèques de {town}")
             ),
         }.get(key, f"Commune de {town}")
-        posts = min(weighted(rng, list(zip((1, 2, 3), employer.posts, strict=True))), config.posts - total)
+        posts = min(weighted(rng, list(zip((1, 2, 3), employer.posts, strict=True))), target - total)
         opens = int(rng.triangular(0, config.rates.opening_days, 0))
         email = f"numerique@{_slug(name)[:40].strip('-')}-{dep.lower()}-{len(structures) + 1}.fr"
-        structures.append(StructureSpec(name, employer.key, employer.kind, dep, posts, email, opens))
+        n = len(structures) + 1
+        structures.append(StructureSpec(name, employer.key, employer.kind, dep, posts, email, opens, siret(n)))
         total += posts
     count = max(1, round(config.posts * config.candidates_per_post))
     candidates = []

@@ -26,8 +26,32 @@ class Rates:
     contract in six broken before the end of its funding.
     """
 
-    #: Structures open their posts over this many days after the start (most of them early).
+    #: Structures apply over this many days after the start (most of them early).
     opening_days: int = 240
+    #: Posts requested beyond the national envelope, as a share of it: the committee cannot validate them all.
+    extra_requests: float = 0.25
+    #: Chance that a structure withdraws its application before the committee, ``app_withdraw_days`` after applying.
+    app_withdraw: float = 0.02
+    app_withdraw_days: Span = (3, 20)
+    #: The préfet gives an opinion within ``opinion_days``; late ones after the reminder (day 10) or the
+    #: escalation (day 15).
+    opinion_days: Span = (2, 9)
+    late_opinion: float = 0.10
+    late_opinion_days: Span = (11, 22)
+    #: Chance that the préfet's opinion is unfavourable.
+    unfavourable: float = 0.06
+    #: The selection committee (COSELEC) meets every this many days; it decides at least ``committee_notice``
+    #: days after the opinion.
+    committee_every_days: int = 14
+    committee_notice: int = 3
+    #: Chance that the committee refuses an application with an unfavourable opinion, one with a favourable one,
+    #: and that it validates fewer posts than requested.
+    refuse_unfavourable: float = 0.80
+    refuse_favourable: float = 0.03
+    reduce: float = 0.15
+    #: The structure signs its convention this many days after the committee; the first candidate is presented
+    #: ``present_days`` later.
+    convention_days: Span = (5, 30)
     #: The platform presents a candidate to a free post after this many days.
     present_days: Span = (2, 12)
     #: Chance that the candidate comes from the post's own département when one is free there.

@@ -178,4 +178,79 @@ def reconcile(engine: Engine, policy: Policy) -> Reconciliation:
     for broken in verification.broken:
         where = f"ligne {broken.history_id}" if broken.history_id is not None else "fin de l'historique"
         sealed.violations.append(f"dossier {broken.case_id}, {where} : empreinte rompue")
-    return Reconciliation([books, recovery, quotas, people, chains, sealed])
+    return Reconciliation([books, recovery, quotas, people, chains, sealed, *application_checks(engine, policy)])
+
+
+def application_checks(engine: Engine, policy: Policy) -> list[Check]:
+    """Check the structures' applications: histories legal and sealed, posts validated within the envelopes.
+
+    The envelope is replayed in time order from the committee's first decisions and the imports (the
+    simulation asks for no change of posts); a structure's posts are its application's posts validated.
+    """
+    from states.applications import table
+    from states.applications.models import Application, ApplicationHistory
+    from states.applications.views import CHAIN
+    from states.geo import region_of
+
+    with Session(engine) as s:
+        apps = s.execute(
+            sql_select(
+                col(Application.id),
+                col(Application.state),
+                col(Application.departement),
+                col(Application.posts_validated),
+                col(Structure.posts),
+            ).join(Structure, col(Structure.id) == col(Application.structure_id))
+        ).all()
+        rows = s.execute(
+            sql_select(
+                col(ApplicationHistory.id),
+                col(ApplicationHistory.application_id),
+                col(ApplicationHistory.event),
+                col(ApplicationHistory.from_state),
+                col(ApplicationHistory.to_state),
+                col(ApplicationHistory.at),
+                col(ApplicationHistory.data),
+            ).order_by(col(ApplicationHistory.application_id), col(ApplicationHistory.id))
+        ).all()
+    if not apps:
+        return []
+    chains = Check("application-history", "Chaque historique de candidature rejoue jusqu'à son état, scellé")
+    envelope = Check("envelope", "Postes validés dans l'enveloppe nationale (et régionale), à tout moment")
+    posts = Check("application-posts", "Les postes de chaque structure sont ceux validés par le comité")
+    last: dict[int, str] = {}
+    for hid, app_id, event, src, dst, _at, _data in rows:
+        where = f"candidature {app_id}, ligne {hid} ({event} {src or '∅'} → {dst})"
+        if not table.is_legal(event, src, dst) or last.get(app_id) != src:
+            chains.violations.append(f"{where} : pas une étape du cycle de vie depuis {last.get(app_id) or '∅'}")
+        last[app_id] = dst
+    departement = {}
+    for app_id, state, dep, validated, structure_posts in apps:
+        departement[app_id] = dep
+        chains.checked += 1
+        posts.checked += 1
+        if last.get(app_id) != state:
+            chains.violations.append(
+                f"candidature {app_id} : l'historique finit en {last.get(app_id)}, elle est en {state}"
+            )
+        if validated != structure_posts:
+            posts.violations.append(
+                f"candidature {app_id} : {validated} poste(s) validé(s), la structure en a {structure_posts}"
+            )
+    for broken in verify(engine, chain=CHAIN).broken:
+        chains.violations.append(f"candidature {broken.case_id} : empreinte rompue")
+    national, regional = 0, Counter[str]()
+    for _hid, app_id, event, src, _dst, _at, data in sorted(rows, key=lambda row: (utc(row[5]), row[0])):
+        if not (event == "validate" and src == table.AppState.PREFET_REVIEWED.value) and event != "import":
+            continue
+        envelope.checked += 1
+        added = int((data or {}).get("posts", 0))
+        region = region_of(departement[app_id])
+        national += added
+        regional[region] += added
+        if national > policy.national_posts:
+            envelope.violations.append(f"candidature {app_id} : {national} postes validés pour {policy.national_posts}")
+        limit = policy.regional_posts.get(region)
+        if limit is not None and regional[region] > limit:
+            envelope.violations.append(f"candidature {app_id} : {regional[region]} postes en {region} pour {limit}")
+    return [chains, envelope, posts]

@@ -14,11 +14,22 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
+from states.applications.table import LABELS as APPLICATION_LABELS
+from states.french import FILTERS as FRENCH
 from states.lifecycle import LABELS, State
 from states.outbox.render import CONTRACT_TYPES, euros, french_day, french_instant
 from states.paths import TEMPLATES
 from states.simulation.charts import CHARTS
-from states.simulation.figures import DEADLINE_KINDS, DEADLINE_LABELS, Figures, french_number, headline, month_label
+from states.simulation.figures import (
+    DEADLINE_KINDS,
+    DEADLINE_LABELS,
+    MISSED_LABEL,
+    MISSED_RATE_LABEL,
+    Figures,
+    french_number,
+    headline,
+    month_label,
+)
 from states.simulation.reconciliation import Reconciliation
 
 #: The rules that refuse an action, as the report names them (``ConumError.rule``).
@@ -40,8 +51,24 @@ RULE_LABELS = {
     "funded_within_convention": "Période financée au-delà de la convention",
     "not_in_future": "Action datée dans le futur",
     "candidate_not_anonymised": "Candidat anonymisé",
+    "convention_signed": "Structure sans convention signée avec l'État",
     "conflict": "Dossier modifié entre-temps",
 }
+
+
+#: The rules of a structure's application, as the report names them.
+APPLICATION_RULE_LABELS = {
+    "within_envelope": "Enveloppe de postes dépassée (comité de sélection)",
+    "posts_within_request": "Plus de postes validés que demandés",
+    "opinion_allowed": "Avis du préfet inconnu",
+    "convention_start_valid": "Dates de convention incohérentes",
+    "posts_not_under_contract": "Poste rendu encore sous contrat",
+    "change_within_limits": "Modification de postes impossible",
+    "no_active_contract": "Dossier clos avec des contrats actifs",
+    "convention_signed": "Convention de la structure non signée",
+}
+#: Every rule the report names: the cases' and the applications'.
+ALL_RULE_LABELS = {**RULE_LABELS, **APPLICATION_RULE_LABELS}
 
 
 def _env() -> jinja2.Environment:
@@ -59,6 +86,7 @@ def _env() -> jinja2.Environment:
         label=lambda s: LABELS[State(s)],
         day=french_day,
         instant=french_instant,
+        **FRENCH,
     )
     return env
 
@@ -83,9 +111,12 @@ def render(
             rec=reconciliation,
             states=[(s.value, LABELS[s]) for s in State],
             deadline_kinds=[(k, DEADLINE_LABELS[k]) for k in DEADLINE_KINDS],
+            missed_label=MISSED_LABEL,
+            missed_rate_label=MISSED_RATE_LABEL,
             generated_at=generated_at,
             parameters=list(parameters),
-            rule_labels=RULE_LABELS,
+            rule_labels=ALL_RULE_LABELS,
+            application_labels={state.value: label for state, label in APPLICATION_LABELS.items()},
             contract_labels=CONTRACT_TYPES,
             refused=sorted((figures.run.get("refused") or {}).items(), key=lambda item: -int(item[1])),
         )

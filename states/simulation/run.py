@@ -106,7 +106,13 @@ def parameters(config: Config) -> list[tuple[str, str]]:
 def conclude(sim: Simulation, report_path: Path | str, *, generated_at: datetime | None = None) -> Outcome:
     """Read the figures, reconcile the books and write the report of a finished simulation."""
     stats = sim.finish()
-    figures = collect(sim.engine, stats.to_dict(), mail_dir=sim.mail_dir, payment_dir=sim.payment_dir)
+    figures = collect(
+        sim.engine,
+        stats.to_dict(),
+        mail_dir=sim.mail_dir,
+        payment_dir=sim.payment_dir,
+        envelope=sim.policy.national_posts,
+    )
     rec = reconcile(sim.engine, sim.policy)
     page = render(figures, rec, report_path, generated_at=generated_at, parameters=parameters(sim.config))
     return Outcome(figures, rec, page, str(sim.engine.url))

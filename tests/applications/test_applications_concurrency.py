@@ -19,6 +19,15 @@ from states.policy import Policy
 CONUM = Path(sys.executable).with_name("conum")
 PG_URL = os.environ.get("CONUM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 RIVALS = 4  # applications asking for 2 posts each, against an envelope of 5: two fit
+#: The envelope the rivals race for: the national one, or their région's (the national one then roomy).
+ENVELOPES = {
+    "national": ("national_posts = 5\n", Policy(national_posts=5), "beyond the envelope of 5"),
+    "regional": (
+        'regional_posts = { "Nouvelle-Aquitaine" = 5 }\n',
+        Policy(regional_posts={"Nouvelle-Aquitaine": 5}),
+        "in Nouvelle-Aquitaine to",
+    ),
+}
 
 
 def conum(url: str, env: dict[str, str], *args: object) -> subprocess.Popen[str]:
@@ -26,9 +35,10 @@ def conum(url: str, env: dict[str, str], *args: object) -> subprocess.Popen[str]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def race(url: str, tmp_path: Path) -> None:
+def race(url: str, tmp_path: Path, envelope: str = "national") -> None:
+    text, rules, refusal = ENVELOPES[envelope]
     policy = tmp_path / "policy.toml"
-    policy.write_text("national_posts = 5\n", encoding="utf-8")
+    policy.write_text(text, encoding="utf-8")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("CONUM_")}, "CONUM_CLOCK": "simulated"}
     env["CONUM_POLICY_FILE"] = str(policy)
 
@@ -36,7 +46,7 @@ def race(url: str, tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=120)
         return proc.returncode, out, err
 
-    apps = Apps(get_engine(url), Policy(national_posts=5))
+    apps = Apps(get_engine(url), rules)
     ids = []
     for _ in range(RIVALS):
         ids.append(apps.submit(posts=2))
@@ -62,14 +72,15 @@ def race(url: str, tmp_path: Path) -> None:
     won = [r for r in results if r[0] == 0]
     lost = [r for r in results if r[0] != 0]
     assert len(won) == 2, results
-    assert all(code == 1 and "rule: within_envelope" in err for code, _, err in lost), lost
+    assert all(code == 1 and "rule: within_envelope" in err and refusal in err for code, _, err in lost), lost
     views = [get_application(get_engine(url), app) for app in ids]
     assert sum(v["posts_validated"] for v in views) == 4
     assert sorted(v["state"] for v in views) == ["prefet_reviewed"] * 2 + ["validated"] * 2
 
 
-def test_envelope_holds_under_concurrent_decisions_on_sqlite(tmp_path: Path, db_url: str) -> None:
-    race(db_url, tmp_path)
+@pytest.mark.parametrize("envelope", sorted(ENVELOPES))
+def test_envelope_holds_under_concurrent_decisions_on_sqlite(tmp_path: Path, db_url: str, envelope: str) -> None:
+    race(db_url, tmp_path, envelope)
 
 
 @pytest.fixture
@@ -79,5 +90,6 @@ def pg() -> Iterator[str]:
 
 
 @pytest.mark.postgres
-def test_envelope_holds_under_concurrent_decisions_on_postgresql(tmp_path: Path, pg: str) -> None:
-    race(pg, tmp_path)
+@pytest.mark.parametrize("envelope", sorted(ENVELOPES))
+def test_envelope_holds_under_concurrent_decisions_on_postgresql(tmp_path: Path, pg: str, envelope: str) -> None:
+    race(pg, tmp_path, envelope)

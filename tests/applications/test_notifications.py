@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from applying import Apps
 from sqlalchemy import Engine
 from sqlmodel import col, select
@@ -10,6 +13,7 @@ from states import batch
 from states.clock import parse_instant
 from states.db import read_session
 from states.models import Outbox
+from states.notifications import APPLICATION_MATRIX
 from states.outbox import build_context
 from states.outbox.render import mail_kinds, render
 
@@ -27,9 +31,14 @@ def test_every_application_kind_renders_from_the_service(apps: Apps, engine: Eng
     with read_session(engine) as s:
         rows = s.exec(select(Outbox).order_by(col(Outbox.id))).all()
         assert {r.kind for r in rows} == {k for k in mail_kinds() if k.startswith("application_")}
+        assert {(r.kind, r.recipient) for r in rows} <= {(n.kind, n.recipient) for n in APPLICATION_MATRIX}
+        preview = os.environ.get("CONUM_MAIL_PREVIEW")  # a folder to read the mails in
         for row in rows:
             subject, body = render(row.kind, build_context(s, row))
             where = f"{row.kind} to {row.recipient}"
+            if preview:
+                Path(preview, f"{row.kind}-{row.recipient}.txt").write_text(f"Objet : {subject}\n\n{body}", "utf-8")
+            assert "(s)" not in subject + body, f"{where}: a count without agreement"
             assert subject and "\n" not in subject, where
             assert f"n° {row.payload['application_id']}" in subject, where
             assert "None" not in subject + body and "{{" not in body, where

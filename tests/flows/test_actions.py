@@ -111,3 +111,66 @@ def test_nobody_acts_as_system_from_a_form(world: Any, conum_env: Any) -> None:
     assert state.is_failed()
     assert (state.message or "").startswith("Refusé (règle actor_may_fire) :")
     assert "personne n'agit en tant que system" in (state.message or "")
+
+
+def test_a_run_whose_creator_the_server_knows_records_it_in_the_history(world: Any, conum_env: Any) -> None:
+    # Prefect's open-source server fills a run's created_by for the runs an automation creates (these headers):
+    # a server that knows its users does the same for each person
+    import base64
+    import contextlib
+    from uuid import uuid4
+
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.flow_engine import run_flow
+
+    from states.audit import verify
+    from states.views import case_view
+
+    case = world.present(world.structure(departement="86"), world.candidate(), at="2026-03-01T10:00")
+    with get_client(sync_client=True) as client, contextlib.suppress(Exception):
+        client.create_work_pool(WorkPoolCreate(name="conum-test", type="process"))
+    deployment = actions.select_candidate.to_deployment(name="select-candidate", work_pool_name="conum-test").apply()
+    with get_client(sync_client=True) as client:
+        created = client.request(
+            "POST",
+            "/deployments/{id}/create_flow_run",
+            path_params={"id": deployment},
+            json={"parameters": {"dossier": case, "acteur": "admin"}},
+            headers={
+                "Prefect-Automation-ID": str(uuid4()),
+                "Prefect-Automation-Name": base64.b64encode(b"Relance des dossiers").decode(),
+            },
+        )
+        run = FlowRun.model_validate(created.json())
+    assert run.created_by is not None and run.created_by.type == "AUTOMATION"
+
+    state = run_flow(actions.select_candidate, flow_run=run, parameters=run.parameters, return_type="state")
+
+    assert state.is_completed(), state.message
+    with read_session(conum_env.engine) as session:
+        last = case_view(session, session.get(Case, case))["history"][-1]
+    assert last["actor"] == "admin"  # the declared actor stays, beside who created the run
+    assert last["flow_run_id"] == str(run.id)
+    assert last["created_by"] == "automation:Relance des dossiers"
+    assert verify(conum_env.engine, case).ok  # the chain covers it
+    assert "exécution lancée par : automatisation Relance des dossiers" in _page(case)
+
+
+def test_a_run_on_the_open_source_server_records_no_creator(world: Any, conum_env: Any) -> None:
+    case = world.present(world.structure(departement="86"), world.candidate(), at="2026-03-01T10:00")
+
+    assert actions.select_candidate(dossier=case, return_state=True).is_completed()
+
+    with read_session(conum_env.engine) as session:
+        last = case_view_of(session, case)["history"][-1]
+    assert "created_by" not in last and last["flow_run_id"]
+    assert actions.creator(None) is None
+
+
+def case_view_of(session: Any, case_id: int) -> dict[str, Any]:
+    from states.views import case_view
+
+    case = session.get(Case, case_id)
+    assert case is not None
+    return case_view(session, case)

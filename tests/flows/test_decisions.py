@@ -110,3 +110,63 @@ def test_a_change_made_elsewhere_refreshes_the_case_page(world: Any, conum_env: 
         found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"case-{case}"])))
     latest = str(max(found, key=lambda a: a.created).data)
     assert latest.startswith(f"# Dossier n° {case} — Dossier annulé")
+
+
+def test_each_decision_pauses_under_a_key_prefect_accepts() -> None:
+    # Prefect refuses a run input key with anything but lowercase letters, digits and dashes: the resume
+    # form would not show
+    import re
+
+    from flows.decisions import pause_key
+
+    assert {pause_key(state) for state in WAITING} == {
+        "decision-candidate-presented",
+        "decision-training-org-contacted",
+    }
+    assert all(re.fullmatch(r"[a-z0-9-]+", pause_key(state)) for state in WAITING)
+
+
+def test_two_follow_cases_at_once_open_one_decision_and_a_duplicate_is_closed(world: Any, conum_env: Any) -> None:
+    from flows.decisions import _waiting_cases, open_decisions
+
+    case = world.present(world.structure(), world.candidate(), at="2026-03-01T10:00")
+    waiting = {k: v for k, v in _waiting_cases().items() if k == case}
+    with get_client(sync_client=True) as client:
+        # both saw no open run before either created one: the server keeps one run for both
+        first = client.create_flow_run_from_deployment
+        created: list[Any] = []
+
+        def create(*args: Any, **kwargs: Any) -> Any:
+            created.append(first(*args, **kwargs))
+            return created[-1]
+
+        client.create_flow_run_from_deployment = create  # type: ignore[method-assign]
+        import flows.decisions as decisions
+
+        seen = decisions._decision_runs
+        decisions._decision_runs = lambda c, tags, types=None: (
+            [] if types is not None and not tags else seen(c, tags, types)
+        )
+        try:
+            open_decisions(client, waiting)
+            open_decisions(client, waiting)
+        finally:
+            decisions._decision_runs = seen
+    assert len({r.id for r in created}) == 1
+
+    # a duplicate left by an older version is closed, saying so
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("decide-case/decide-case")
+        tags = ["decision", f"case:{case}", "etape:candidate_presented", "departement:33"]
+        extra = client.create_flow_run_from_deployment(deployment.id, parameters={"dossier": case}, tags=tags)
+        for run_id in (created[0].id, extra.id):
+            client.set_flow_run_state(run_id, Suspended(timeout_seconds=3600), force=True)
+    figures = follow_cases()
+    with get_client(sync_client=True) as client:
+        states = [client.read_flow_run(r).state for r in (created[0].id, extra.id)]
+    assert figures["closed"] >= 1
+    assert sorted(s.type.value for s in states if s) == ["COMPLETED", "PAUSED"]
+    closed = next(s for s in states if s and s.is_completed())
+    assert (
+        closed.message == f"Décision en double : une autre run attend déjà la même décision sur le dossier n° {case}."
+    )

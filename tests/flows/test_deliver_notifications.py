@@ -73,7 +73,7 @@ def test_a_failed_send_is_retried_later_and_later_and_shows_on_the_row(
     assert first_retry == {AT + timedelta(minutes=1)}
     problems = Artifact.get("deliver-notifications-problems")
     assert problems is not None and problems.flow_run_id == state.state_details.flow_run_id
-    assert {p["outbox"] for p in json.loads(str(problems.data))} == {r.id for r in rows}
+    assert {p["envoi"] for p in json.loads(str(problems.data))} == {r.id for r in rows}
 
     assert deliver_notifications(at=AT + timedelta(seconds=30))["retried"] == 0  # not due again yet
     assert deliver_notifications(at=AT + timedelta(minutes=1))["retried"] == 2

@@ -14,7 +14,9 @@ from prefect.flows import load_flow_from_entrypoint
 from pydantic import TypeAdapter
 
 from flows.actions import FLOW_NAMES
+from flows.applications import FLOW_NAMES as APPLICATION_FLOW_NAMES
 from flows.common import artifact_key
+from states.applications.table import OPERATOR_EVENTS as APPLICATION_EVENTS
 from states.lifecycle import OPERATOR_EVENTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +31,14 @@ EXPECTED = {
     "retention",
     "decide-case",
     "follow-cases",
+    "add-structure",
+    "add-candidate",
+    "add-training-org",
+    "present-candidate",
+    "import-csv",
+    "decide-application",
     *FLOW_NAMES.values(),
+    *APPLICATION_FLOW_NAMES.values(),
 }
 
 
@@ -73,16 +82,18 @@ def test_schedules_are_cron_in_paris_time() -> None:
     assert DEPLOYMENTS["programme-dashboard"]["schedules"][0]["cron"].endswith("* * * *")  # hourly
 
 
-def test_every_operator_event_triggers_the_delivery() -> None:
+def test_every_operator_event_of_a_case_or_application_triggers_the_delivery() -> None:
     [trigger] = DEPLOYMENTS["deliver-notifications"]["triggers"]
     TypeAdapter(DeploymentTriggerTypes).validate_python(dict(trigger))
 
     def matches(pattern: str, value: str) -> bool:  # Prefect's rule: a trailing * matches any suffix
         return value.startswith(pattern[:-1]) if pattern.endswith("*") else value == pattern
 
-    for event in OPERATOR_EVENTS:
-        assert any(matches(p, f"conum.case.{event}") for p in trigger["expect"])
-        assert matches(trigger["match"]["prefect.resource.id"], "conum.case.12")
+    resources = trigger["match"]["prefect.resource.id"]
+    for kind, events in (("case", OPERATOR_EVENTS), ("application", APPLICATION_EVENTS)):
+        for event in events:
+            assert any(matches(p, f"conum.{kind}.{event}") for p in trigger["expect"])
+        assert any(matches(p, f"conum.{kind}.12") for p in resources)
 
 
 def test_artifact_keys_built_from_data_are_ones_prefect_accepts() -> None:

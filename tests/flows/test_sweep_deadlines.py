@@ -141,10 +141,10 @@ def test_the_sweep_reports_what_it_did_in_its_artifacts(world: Any, conum_env: A
     table = Artifact.get("sweep-deadlines")
     assert table is not None and table.flow_run_id == run_id
     rows = json.loads(str(table.data))
-    assert {(r["case"], r["action"]) for r in rows} == {(reminded, "remind"), (expired, "time_out")}
-    assert all(r["due_at"].startswith("2026-03-") for r in rows)
+    assert {(r["dossier"], r["action"]) for r in rows} == {(reminded, "Relance"), (expired, "Délai dépassé")}
+    assert all(r["échéance"][2:].startswith("/03/2026 ") for r in rows)  # Paris day, to the minute
     summary = Artifact.get("sweep-deadlines-summary")
     assert summary is not None and summary.flow_run_id == run_id
-    assert "- reminded: 1" in str(summary.data) and "- timed out: 1" in str(summary.data)
+    assert "- relancés : 1" in str(summary.data) and "- délai dépassé (dossier clos) : 1" in str(summary.data)
     progress = Artifact.get("sweep-deadlines-progress")
     assert progress is not None and progress.flow_run_id == run_id and progress.data == 100.0

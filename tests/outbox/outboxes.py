@@ -34,11 +34,13 @@ class Collector:
 
     def __init__(self) -> None:
         self.received: list[tuple[list[str], EmailMessage]] = []
+        self.raw: list[bytes] = []  # the bytes as received (UTF-8 headers when sent with SMTPUTF8)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(msg, EmailMessage)
         self.received.append((list(envelope.rcpt_tos), msg))
+        self.raw.append(envelope.content)
         return "250 Message accepted for delivery"
 
 
@@ -94,7 +96,35 @@ def walk_every_notification(world: Any) -> dict[str, int]:
     world.fire(broken, "complete_training", "2026-08-03T09:00", date="2026-08-03")
     batch.pay(engine, parse_instant("2026-08-04T06:00"), policy)  # tranche 1
     world.fire(broken, "break_contract", "2026-10-01T09:00", reason="demission", date="2026-09-30")
-    return {"timed_out": timed_out, "late": late, "broken": broken}
+    declined = world.present(world.structure(), world.candidate())
+    world.fire(declined, "decline", "2026-03-02T11:00", actor="admin", reason="profil éloigné du poste")
+    withdrawn = world.present(world.structure(), world.candidate())
+    world.fire(withdrawn, "withdraw", "2026-03-02T11:00", reason="déménagement")
+    cancelled = world.present(world.structure(), world.candidate())
+    world.fire(cancelled, "cancel", "2026-03-02T11:00", reason="poste supprimé")
+    # a candidate presented to two structures signs with one: the other structure hears of it
+    twice = world.candidate()
+    elsewhere = world.present(world.structure(), twice, at="2026-02-20T10:00")
+    hired = world.signed(candidate=twice)
+    return {
+        "timed_out": timed_out,
+        "late": late,
+        "broken": broken,
+        "declined": declined,
+        "withdrawn": withdrawn,
+        "cancelled": cancelled,
+        "elsewhere": elsewhere,
+        "hired": hired,
+    }
+
+
+def walk_to_the_last_tranche(world: Any) -> int:
+    """A short contract paid to its last tranche (the subsidy wholly paid); return its case."""
+    case = world.signed(end="2026-09-30")
+    world.fire(case, "start_training", "2026-04-02T09:00", date="2026-04-02")
+    world.fire(case, "complete_training", "2026-08-03T09:00", date="2026-08-03")
+    batch.pay(world.engine, parse_instant("2026-10-02T06:00"), world.policy)
+    return case
 
 
 def give_addresses(engine: Engine) -> None:

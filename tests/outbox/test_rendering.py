@@ -19,7 +19,8 @@ from states.outbox.render import UnknownKind, euros, french_day, mail_kinds, ren
 # ---------------------------------------------------------------- templates
 
 
-def test_every_kind_renders_from_payloads_of_the_real_service(outbox: Engine) -> None:
+def test_every_kind_renders_from_payloads_of_the_real_service(every_kind: Engine) -> None:
+    outbox = every_kind
     all_rows = rows(outbox)
     emitted = {r.kind for r in all_rows}
     cases = {k for k in mail_kinds() if not k.startswith("application_")}  # applications: tests/applications
@@ -40,7 +41,8 @@ def test_every_kind_renders_from_payloads_of_the_real_service(outbox: Engine) ->
 
 def test_amounts_and_dates_read_the_french_way_in_the_mails(outbox: Engine) -> None:
     with read_session(outbox) as s:
-        signed = s.exec(select(Outbox).where(Outbox.kind == "contract_signed", Outbox.recipient == "structure")).one()
+        signed = s.exec(select(Outbox).where(Outbox.kind == "contract_signed", Outbox.recipient == "structure")).first()
+        assert signed is not None
         subject, body = render(signed.kind, build_context(s, signed))
         p = signed.payload
     assert euros(p["subsidy_cents"]) in subject

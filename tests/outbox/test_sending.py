@@ -32,7 +32,7 @@ def test_smtp_delivers_each_mail_with_its_french_subject_and_body(
         assert msg["Subject"] == subject
         assert msg.get_content_type() == "text/plain" and msg.get_content_charset() == "utf-8"
         assert msg.get_content().replace("\r\n", "\n") == body  # SMTP carries CRLF line ends
-        assert rcpt == [addresses[outbox_id(msg)]] and msg["To"] == rcpt[0]
+        assert rcpt == [addresses[outbox_id(msg)]] and msg["To"].addresses[0].addr_spec == rcpt[0]
         assert msg["From"] == settings.mail_from
     sample = next(m for m in smtp.messages if "Ordre de reversement" in str(m["Subject"]))
     assert "Montant à reverser" in sample.get_content()

@@ -40,6 +40,14 @@ def rows(outcome: Outcome) -> dict[str, list[tuple[Any, ...]]]:
             "history": db.execute(
                 "SELECT case_id, event, from_state, to_state, actor, at, data FROM history ORDER BY id"
             ).fetchall(),
+            "applications": db.execute(
+                "SELECT id, structure_id, siret, state, posts_requested, posts_validated, committee, committee_on, "
+                "opinion, convention_start, convention_end FROM application ORDER BY id"
+            ).fetchall(),
+            "application_history": db.execute(
+                "SELECT application_id, event, from_state, to_state, actor, at, data FROM application_history "
+                "ORDER BY id"
+            ).fetchall(),
             "outbox": db.execute(
                 "SELECT id, case_id, kind, recipient, payload, status, attempts, sent_at FROM outbox ORDER BY id"
             ).fetchall(),

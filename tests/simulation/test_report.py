@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from states.applications.rules import GUARDS as APPLICATION_GUARDS
 from states.rules import GUARDS
 from states.simulation import CHARTS, Outcome, headline
-from states.simulation.report import RULE_LABELS
+from states.simulation.report import ALL_RULE_LABELS
 
 
 class Page(HTMLParser):
@@ -70,7 +71,7 @@ def test_report_has_every_chart_and_the_headline_figures(first: Outcome) -> None
 
 
 def test_every_rule_that_can_refuse_an_action_has_a_french_label() -> None:
-    assert set(GUARDS) | {"lifecycle", "conflict"} <= set(RULE_LABELS)
+    assert set(GUARDS) | set(APPLICATION_GUARDS) | {"lifecycle", "conflict"} <= set(ALL_RULE_LABELS)
 
 
 # ---------------------------------------------------------------- in a real browser
@@ -104,3 +105,56 @@ def test_report_renders_offline_in_headless_chromium(first: Outcome, tmp_path: P
     width, height = struct.unpack(">II", png[16:24])
     assert (width, height) == (1300, 2000)
     assert len(png) > 50_000, "the screenshot is nearly blank: the page did not render"
+
+
+class Departements(HTMLParser):
+    """The table of départements: each header's measure and label, each row's cells by measure."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = False
+        self.cell: str | None = None
+        self.header = False
+        self.labels: dict[str, str] = {}
+        self.rows: list[dict[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "table" and a.get("id") == "echeances-departements":
+            self.inside = True
+        if not self.inside:
+            return
+        if tag == "tr" and a.get("data-departement"):
+            self.rows.append({})
+        if tag in ("th", "td") and a.get("data-measure"):
+            self.cell, self.header = a["data-measure"], tag == "th"
+            (self.labels if self.header else self.rows[-1])[self.cell or ""] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self.inside = False
+        if tag in ("th", "td"):
+            self.cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self.inside and self.cell:
+            target = self.labels if self.header else self.rows[-1]
+            target[self.cell] += data
+
+
+def _number(text: str) -> float:
+    return float(text.replace("\u00a0", "").replace(" ", "").replace(",", "."))
+
+
+def test_each_rate_of_the_report_is_computed_from_the_count_shown_beside_it(first: Outcome) -> None:
+    page = Departements()
+    page.feed(first.report.read_text(encoding="utf-8"))
+    assert page.rows, "the table of départements is empty"
+    assert page.labels["time_outs"] == "Dossiers expirés (délai final dépassé)"
+    assert page.labels["missed"] == "Échéances manquées (escalades + expirations)"
+    assert page.labels["missed_per_100"] == "Échéances manquées pour 100 dossiers"
+    assert len(set(page.labels.values())) == len(page.labels), "two columns carry the same name"
+    for row in page.rows:
+        cases, missed = _number(row["cases"]), _number(row["missed"])
+        assert missed == sum(_number(row[k]) for k in ("prefet", "anct", "time_outs")), row
+        assert _number(row["missed_per_100"]) == round(100 * missed / cases, 1), row
