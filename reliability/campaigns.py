@@ -88,7 +88,7 @@ class Row:
         )
         self.judge(done.returncode, done.stdout, done.stderr, who="conum verify")
         if done.returncode != 0:
-            self.half.add(f"conum verify: exit {done.returncode}: {done.stdout.strip()[:200]}")
+            self.half.add(f"conum verify: exit {done.returncode}: {(done.stdout + done.stderr).strip()[:300]}")
 
 
 def over(row: Row) -> bool:
