@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -118,7 +119,9 @@ def prefect_server(folder: Path) -> Iterator[None]:
             server.kill()
 
 
-def in_parallel(campaigns: list[str], backends: list[str], jobs: int, short: bool, folder: Path) -> list[Any]:
+def in_parallel(
+    campaigns: list[str], backends: list[str], jobs: int, short: bool, folder: Path, parsers: list[str] | None = None
+) -> list[Any]:
     """Run each campaign × backend in a process of its own, ``jobs`` at a time; return their figures."""
     pending = [(c, b) for c in campaigns for b in backends]
     running: list[tuple[subprocess.Popen[bytes], Path]] = []
@@ -128,14 +131,14 @@ def in_parallel(campaigns: list[str], backends: list[str], jobs: int, short: boo
             campaign, backend = pending.pop(0)
             out = folder / f"{campaign}-{backend}.json"
             argv = [sys.executable, "-m", "reliability", "--only", campaign, "--backend", backend, "--no-write"]
-            argv += ["--json", str(out), *(["--short"] if short else [])]
+            argv += ["--json", str(out), *(["--short"] if short else []), *(["--parsers", *parsers] if parsers else [])]
             running.append((subprocess.Popen(argv, stdout=subprocess.DEVNULL, cwd=ROOT), out))
         time.sleep(1)
         for proc, out in [r for r in running if r[0].poll() is not None]:
             running.remove((proc, out))
             found += json.loads(out.read_text()) if out.exists() else []
     order = {c: i for i, c in enumerate(CAMPAIGNS)}
-    return sorted(found, key=lambda f: (order[f["campaign"]], BACKENDS.index(f["backend"])))
+    return sorted(found, key=lambda f: (order[f["campaign"].split()[0]], BACKENDS.index(f["backend"])))
 
 
 def _free(port: int) -> bool:
@@ -246,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     server = prefect_server(prefect) if "kills" in chosen and not args.short else contextlib.nullcontext()
     with server:
         if args.jobs > 1:
-            rows += in_parallel(chosen, backends, args.jobs, args.short, prefect)
+            rows += in_parallel(chosen, backends, args.jobs, args.short, prefect, args.parsers)
             chosen = []
         for campaign in chosen:
             if campaign == "kills":
@@ -255,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = run(campaign, backend, plan, args.parsers)
                 rows.append({**row.figures(), "examples": row.examples()})
                 print(f"{campaign} × {backend}: {json.dumps(row.figures(), ensure_ascii=False)}", file=sys.stderr)
+    shutil.rmtree(prefect, ignore_errors=True)
     seconds = time.monotonic() - started
     if args.merge:
         seconds = sum(f["seconds"] for f in rows)

@@ -73,7 +73,7 @@ class Row:
         """Count a traceback, and note refusals that are not one line, deadlocks and the exit codes."""
         if tb or "Traceback" in err:
             self.tracebacks.append(f"{who}: " + " | ".join((tb or err).strip().splitlines()[-8:]))
-        elif code != 0 and (out.strip() or err.strip().count("\n") > 0):
+        elif code not in (0, 5) and (out.strip() or err.strip().count("\n") > 0):  # 5: a report, then one line
             self.notes["refusal not on one line"] += 1
         if "deadlock detected" in err:
             self.notes["deadlock detected"] += 1
@@ -88,7 +88,7 @@ class Row:
         )
         self.judge(done.returncode, done.stdout, done.stderr, who="conum verify")
         if done.returncode != 0:
-            self.half.add(f"conum verify: exit {done.returncode}: {done.stdout.strip()[:200]}")
+            self.half.add(f"conum verify: exit {done.returncode}: {(done.stdout + done.stderr).strip()[:300]}")
 
 
 def over(row: Row) -> bool:
