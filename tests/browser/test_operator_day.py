@@ -32,7 +32,7 @@ SHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PORTS = range(4460, 4470)
 #: How long a flow run may take to reach a state on a loaded machine (worker poll, process start, imports).
-RUN_TIMEOUT = 240.0
+RUN_TIMEOUT = 480.0
 
 playwright = pytest.importorskip("playwright.sync_api", reason="the dev extra installs playwright")
 pytestmark = [
@@ -138,7 +138,7 @@ def conum(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Conum]:
     }
     env.pop("PREFECT_API_URL", None)
     try:
-        up = subprocess.run(["bash", "scripts/up.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        up = subprocess.run(["bash", "scripts/up.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         yield Conum(f"http://127.0.0.1:{port}", (run / "api-auth").read_text().strip(), database, run)
     finally:
