@@ -17,6 +17,7 @@ saves about a second per run.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.exceptions import FailedRun
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from sqlalchemy import Engine
 
@@ -38,6 +40,23 @@ from states.clock import now, utc
 from states.db import get_engine
 from states.errors import Held
 from states.policy import Policy
+
+
+class AnswersAreNotCrashes(logging.Filter):
+    """Keep a refusal's run log to its one French line.
+
+    A flow that refuses (or finds work held) returns a ``Failed`` state with that line. Run by a worker,
+    Prefect's engine then re-raises that state as ``FailedRun`` and logs it on the run as an "unexpected
+    exception" with a traceback. Only that record is dropped: a flow that raises keeps its traceback,
+    since its exception is its own, not ``FailedRun``.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, FailedRun) and record.getMessage().startswith("Engine execution exited"))
+
+
+logging.getLogger("prefect.flow_runs").addFilter(AnswersAreNotCrashes())
 
 #: Prefect refuses (and fails the whole run for) an artifact key with anything but these characters.
 _KEY = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, LogFilter, LogFilterFlowRunId
 from prefect.logging.handlers import APILogHandler
@@ -101,6 +102,28 @@ def test_a_refused_action_fails_with_one_french_line_naming_the_rule_and_no_trac
     with read_session(conum_env.engine) as s:
         row = s.get(Case, case)
         assert row is not None and row.state == "candidate_presented" and row.version == 1
+
+
+def test_a_refusal_run_as_a_worker_runs_it_logs_no_traceback(
+    world: Any, conum_env: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a worker's process runs the flow through run_flow with the run's logger as its error logger
+    import logging
+
+    from prefect.exceptions import FailedRun
+    from prefect.flow_engine import run_flow
+
+    case = world.present(world.structure(), world.candidate(), at="2026-03-01T10:00")
+
+    with caplog.at_level(logging.INFO), pytest.raises(FailedRun):
+        run_flow(
+            actions.complete_training,
+            parameters={"dossier": case, "donnees": {}, "acteur": "admin"},
+            error_logger=logging.getLogger("prefect.flow_runs"),
+        )
+
+    assert any(r.getMessage().startswith("Refusé (règle lifecycle)") for r in caplog.records)
+    assert not [r for r in caplog.records if r.exc_info], "a refusal is an answer, not a crash"
 
 
 def test_nobody_acts_as_system_from_a_form(world: Any, conum_env: Any) -> None:
