@@ -25,7 +25,7 @@ from pydantic.fields import FieldInfo
 
 from flows.actions import ACTOR_HELP, ACTOR_PATTERN, one_line, publish_page, tag_run, where
 from flows.common import engine, instant, markdown, policy
-from states import imports, registry, service
+from states import import_rows, imports, registry, service
 from states.db import write_session
 from states.errors import ConumError
 from states.geo import DEPARTEMENTS
@@ -62,9 +62,9 @@ Acteur = ask("admin", pattern=ACTOR_PATTERN, description=ACTOR_HELP, title="Qui 
 
 @flow(name="add-structure", flow_run_name="add-structure", retries=0, persist_result=False)
 def add_structure(
-    nom: str = ask(..., min_length=1, max_length=imports.MAX_NAME, title="Nom de la structure"),
+    nom: str = ask(..., min_length=1, max_length=import_rows.MAX_NAME, title="Nom de la structure"),
     departement: Departement = ask(..., title="Département", description="Code du département : 01, 33, 2A, 974…"),
-    postes: int = ask(..., ge=1, le=imports.MAX_POSTS, title="Postes attribués"),
+    postes: int = ask(..., ge=1, le=import_rows.MAX_POSTS, title="Postes attribués"),
     statut: Literal[tuple(KINDS)] = ask(  # type: ignore[valid-type]
         "publique (collectivité)", title="Type de structure"
     ),
@@ -72,7 +72,10 @@ def add_structure(
         None, pattern=r"^\s*(\d\s*){14}$", title="SIRET", description="14 chiffres ; la clé est vérifiée."
     ),
     courriel: str | None = ask(
-        None, max_length=imports.MAX_EMAIL, title="Courriel", description="Adresse de contact pour les notifications."
+        None,
+        max_length=import_rows.MAX_EMAIL,
+        title="Courriel",
+        description="Adresse de contact pour les notifications.",
     ),
     acteur: str = Acteur,
 ) -> State:
@@ -99,8 +102,8 @@ def add_structure(
 
 @flow(name="add-candidate", flow_run_name="add-candidate", retries=0, persist_result=False)
 def add_candidate(
-    nom: str = ask(..., min_length=1, max_length=imports.MAX_NAME, title="Prénom et nom"),
-    courriel: str = ask(..., max_length=imports.MAX_EMAIL, title="Courriel", description="nom@domaine.fr"),
+    nom: str = ask(..., min_length=1, max_length=import_rows.MAX_NAME, title="Prénom et nom"),
+    courriel: str = ask(..., max_length=import_rows.MAX_EMAIL, title="Courriel", description="nom@domaine.fr"),
     departement: Departement | None = ask(None, title="Département de résidence"),
     consentement: bool = ask(
         False,
@@ -124,8 +127,8 @@ def add_candidate(
 
 @flow(name="add-training-org", flow_run_name="add-training-org", retries=0, persist_result=False)
 def add_training_org(
-    nom: str = ask(..., min_length=1, max_length=imports.MAX_NAME, title="Nom de l'organisme habilité"),
-    courriel: str | None = ask(None, max_length=imports.MAX_EMAIL, title="Courriel"),
+    nom: str = ask(..., min_length=1, max_length=import_rows.MAX_NAME, title="Nom de l'organisme habilité"),
+    courriel: str | None = ask(None, max_length=import_rows.MAX_EMAIL, title="Courriel"),
     acteur: str = Acteur,
 ) -> State:
     """Ajouter un organisme de formation habilité."""

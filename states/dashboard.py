@@ -38,6 +38,13 @@ ATTENTION_ROWS = 500
 #: The money row of tranche 1 before the conseiller takes post: its due date is not known yet.
 NOT_YET_DUE = "à la prise de poste"
 TOTAL = "total"
+#: A structure's name in a table is cut to this many characters (its case page gives it whole).
+STRUCTURE_CHARS = 32
+
+
+def clip(name: str, size: int) -> str:
+    """Return ``name`` cut to ``size`` characters, with an ellipsis when cut: table columns stay narrow."""
+    return name if len(name) <= size else name[: size - 1].rstrip() + "…"
 
 
 def _month(day: date) -> str:
@@ -63,15 +70,18 @@ def counts_by_departement(session: Session) -> dict[str, Counter[str]]:
 #: Column headers beyond the states (short, with ``LEGEND`` saying what they mean).
 OPEN_COL, CLOSED_COL, OVERDUE, ESCALATED_COL = "en cours", "clos", "en retard", "escaladés"
 CLOSED: tuple[State, ...] = tuple(s for s in State if s not in OPEN)
-LEGEND_OPEN = legend(
-    OPEN,
+LEGEND_FIGURES = legend(
+    (),
     {
         OPEN_COL: "dossiers ouverts",
         OVERDUE: "dossiers ouverts dont l'échéance est passée",
         ESCALATED_COL: "dossiers ouverts escaladés au préfet ou à l'ANCT",
+        CLOSED_COL: "dossiers terminés",
+        TOTAL: "ouverts et terminés",
     },
 )
-LEGEND_CLOSED = legend(CLOSED, {CLOSED_COL: "dossiers terminés", TOTAL: "ouverts et terminés"})
+LEGEND_STEPS = legend(OPEN)
+LEGEND_CLOSED = legend(CLOSED, {CLOSED_COL: "dossiers terminés"})
 
 
 def attention_by_departement(session: Session, at: datetime) -> dict[str, Counter[str]]:
@@ -87,19 +97,28 @@ def attention_by_departement(session: Session, at: datetime) -> dict[str, Counte
     return {dep: Counter({OVERDUE: int(o or 0), ESCALATED_COL: int(e or 0)}) for dep, o, e in rows}
 
 
-def _open_columns(counter: Mapping[str, int], late: Mapping[str, int] | None = None) -> dict[str, int]:
-    row = {SHORT[s]: counter.get(s.value, 0) for s in OPEN}
-    row[OPEN_COL] = sum(counter.get(s.value, 0) for s in OPEN)
-    row[OVERDUE] = (late or {}).get(OVERDUE, 0)
-    row[ESCALATED_COL] = (late or {}).get(ESCALATED_COL, 0)
-    return row
+def _figures(counter: Mapping[str, int], late: Mapping[str, int] | None = None) -> dict[str, int]:
+    """A place's key figures: open cases, overdue and escalated ones, closed ones, all."""
+    return {
+        OPEN_COL: sum(counter.get(s.value, 0) for s in OPEN),
+        OVERDUE: (late or {}).get(OVERDUE, 0),
+        ESCALATED_COL: (late or {}).get(ESCALATED_COL, 0),
+        CLOSED_COL: sum(counter.get(s.value, 0) for s in CLOSED),
+        TOTAL: sum(counter.values()),
+    }
 
 
-def _closed_columns(counter: Mapping[str, int]) -> dict[str, int]:
-    row = {SHORT[s]: counter.get(s.value, 0) for s in CLOSED}
-    row[CLOSED_COL] = sum(counter.get(s.value, 0) for s in CLOSED)
-    row[TOTAL] = sum(counter.values())
-    return row
+def _steps(counter: Mapping[str, int]) -> dict[str, int]:
+    """A place's open cases by step."""
+    return {SHORT[s]: counter.get(s.value, 0) for s in OPEN}
+
+
+def _ends(counter: Mapping[str, int]) -> dict[str, int]:
+    """A place's closed cases by the way they ended."""
+    return {
+        **{SHORT[s]: counter.get(s.value, 0) for s in CLOSED},
+        CLOSED_COL: sum(counter.get(s.value, 0) for s in CLOSED),
+    }
 
 
 def _by_region(counts: Mapping[str, Counter[str]]) -> dict[str, Counter[str]]:
@@ -112,48 +131,63 @@ def _by_region(counts: Mapping[str, Counter[str]]) -> dict[str, Counter[str]]:
 def departement_table(
     counts: Mapping[str, Counter[str]], late: Mapping[str, Counter[str]] | None = None
 ) -> list[dict[str, Any]]:
-    """Open cases, one row per département: each open state, open in all, overdue and escalated; a total row."""
+    """One row per département: its open, overdue, escalated, closed and all cases; then the total row."""
     late = late or {}
     rows: list[dict[str, Any]] = [
-        {"dép.": code, "nom": name_of(code), **_open_columns(counter, late.get(code))}
+        {"dép.": code, "nom": name_of(code), **_figures(counter, late.get(code))}
         for code, counter in sorted(counts.items())
     ]
     if rows:
-        rows.append({"dép.": TOTAL, "nom": "", **_open_columns(_sum(counts.values()), _sum(late.values()))})
+        rows.append({"dép.": TOTAL, "nom": "", **_figures(_sum(counts.values()), _sum(late.values()))})
+    return rows
+
+
+def departement_steps_table(counts: Mapping[str, Counter[str]]) -> list[dict[str, Any]]:
+    """One row per département: its open cases at each step; then the total row."""
+    rows: list[dict[str, Any]] = [{"dép.": code, **_steps(counter)} for code, counter in sorted(counts.items())]
+    if rows:
+        rows.append({"dép.": TOTAL, **_steps(_sum(counts.values()))})
     return rows
 
 
 def departement_closed_table(counts: Mapping[str, Counter[str]]) -> list[dict[str, Any]]:
-    """Closed cases, one row per département: each way a case ends, closed in all, all cases; a total row."""
-    rows: list[dict[str, Any]] = [
-        {"dép.": code, "nom": name_of(code), **_closed_columns(counter)} for code, counter in sorted(counts.items())
-    ]
+    """One row per département: its closed cases by the way they ended; then the total row."""
+    rows: list[dict[str, Any]] = [{"dép.": code, **_ends(counter)} for code, counter in sorted(counts.items())]
     if rows:
-        rows.append({"dép.": TOTAL, "nom": "", **_closed_columns(_sum(counts.values()))})
+        rows.append({"dép.": TOTAL, **_ends(_sum(counts.values()))})
     return rows
 
 
 def region_table(
     counts: Mapping[str, Counter[str]], late: Mapping[str, Counter[str]] | None = None
 ) -> list[dict[str, Any]]:
-    """Open cases, one row per région (départements grouped with ``states.geo``), then the national total."""
+    """One row per région (départements grouped with ``states.geo``): its key figures; then the national total."""
     regions, late_regions = _by_region(counts), _by_region(late or {})
     rows: list[dict[str, Any]] = [
-        {"région": region, **_open_columns(counter, late_regions.get(region))}
-        for region, counter in sorted(regions.items())
+        {"région": region, **_figures(counter, late_regions.get(region))} for region, counter in sorted(regions.items())
     ]
     if rows:
-        rows.append({"région": TOTAL, **_open_columns(_sum(counts.values()), _sum((late or {}).values()))})
+        rows.append({"région": TOTAL, **_figures(_sum(counts.values()), _sum((late or {}).values()))})
+    return rows
+
+
+def region_steps_table(counts: Mapping[str, Counter[str]]) -> list[dict[str, Any]]:
+    """One row per région: its open cases at each step; then the national total."""
+    rows: list[dict[str, Any]] = [
+        {"région": region, **_steps(counter)} for region, counter in sorted(_by_region(counts).items())
+    ]
+    if rows:
+        rows.append({"région": TOTAL, **_steps(_sum(counts.values()))})
     return rows
 
 
 def region_closed_table(counts: Mapping[str, Counter[str]]) -> list[dict[str, Any]]:
-    """Closed cases, one row per région, then the national total."""
+    """One row per région: its closed cases by the way they ended; then the national total."""
     rows: list[dict[str, Any]] = [
-        {"région": region, **_closed_columns(counter)} for region, counter in sorted(_by_region(counts).items())
+        {"région": region, **_ends(counter)} for region, counter in sorted(_by_region(counts).items())
     ]
     if rows:
-        rows.append({"région": TOTAL, **_closed_columns(_sum(counts.values()))})
+        rows.append({"région": TOTAL, **_ends(_sum(counts.values()))})
     return rows
 
 
@@ -200,7 +234,7 @@ def attention(session: Session, at: datetime, limit: int = ATTENTION_ROWS) -> tu
             {
                 "dossier": case_id,
                 "étape": short_state(state),
-                "structure": structure,
+                "structure": clip(structure, STRUCTURE_CHARS),
                 "dép.": departement,
                 "échéance": when(deadline),
                 "retard (j)": late,
@@ -325,6 +359,26 @@ def payments_by_structure(session: Session, payments: Iterable[tuple[int, int]])
     return rows
 
 
+#: Short headers of the posts tables (their description says "postes"): narrow columns.
+POSTS_HEADERS = {
+    "département": "dép.",
+    "postes demandés": "demandés",
+    "postes validés": "validés",
+    "postes sous contrat": "sous contrat",
+    "reste dans l'enveloppe": "reste",
+}
+LEGEND_POSTS = (
+    "**demandés** : postes demandés par les structures ; **validés** : postes validés (conventions) ; "
+    "**sous contrat** : conseillers sous contrat ; **enveloppe** : postes ouverts au périmètre ; "
+    "**reste** : enveloppe moins postes validés."
+)
+
+
+def narrow_posts(rows: list[dict[str, Any]], drop: tuple[str, ...] = ("région",)) -> list[dict[str, Any]]:
+    """Return a posts table with short headers and without the columns ``drop`` (a région has its own table)."""
+    return [{POSTS_HEADERS.get(k, k): v for k, v in row.items() if k not in drop} for row in rows]
+
+
 # ---------------------------------------------------------------- the whole dashboard
 
 
@@ -336,6 +390,8 @@ class Dashboard:
     #: open cases by département and région (each open state, overdue, escalated), then the closed ones
     by_departement: list[dict[str, Any]] = field(default_factory=list)
     by_region: list[dict[str, Any]] = field(default_factory=list)
+    steps_by_departement: list[dict[str, Any]] = field(default_factory=list)
+    steps_by_region: list[dict[str, Any]] = field(default_factory=list)
     closed_by_departement: list[dict[str, Any]] = field(default_factory=list)
     closed_by_region: list[dict[str, Any]] = field(default_factory=list)
     attention_total: int = 0
@@ -373,7 +429,8 @@ class Dashboard:
             "",
             "## Légende des tableaux",
             "",
-            f"- Dossiers en cours (par département, par région) : {LEGEND_OPEN}",
+            f"- Chiffres par département et par région : {LEGEND_FIGURES}",
+            f"- Dossiers en cours par étape : {LEGEND_STEPS}",
             f"- Dossiers clos : {LEGEND_CLOSED}",
             "- Dossiers à traiter : **retard (j)** : jours depuis l'échéance ; **escalade** : relance, préfet "
             "ou ANCT ; **OF** : organisme de formation.",
@@ -403,6 +460,8 @@ def build(engine: Engine, at: datetime, policy: Policy | None = None) -> Dashboa
             at=utc(at),
             by_departement=departement_table(counts, late),
             by_region=region_table(counts, late),
+            steps_by_departement=departement_steps_table(counts),
+            steps_by_region=region_steps_table(counts),
             closed_by_departement=departement_closed_table(counts),
             closed_by_region=region_closed_table(counts),
             attention_total=total,

@@ -38,26 +38,28 @@ def test_cases_are_counted_by_departement_and_state_then_grouped_by_region(world
     with read_session(world.engine) as s:
         counts = dashboard.counts_by_departement(s)
     deps = {r["dép."]: r for r in dashboard.departement_table(counts)}
+    steps = {r["dép."]: r for r in dashboard.departement_steps_table(counts)}
     closed = {r["dép."]: r for r in dashboard.departement_closed_table(counts)}
     regions = {r["région"]: r for r in dashboard.region_table(counts)}
-    regions_closed = {r["région"]: r for r in dashboard.region_closed_table(counts)}
+    region_steps = {r["région"]: r for r in dashboard.region_steps_table(counts)}
 
-    assert (deps["86"]["présenté"], deps["86"]["en cours"]) == (1, 1)
-    assert (closed["86"]["décliné"], closed["86"]["clos"], closed["86"]["total"]) == (1, 1, 2)
+    assert (steps["86"]["présenté"], deps["86"]["en cours"]) == (1, 1)
+    assert (closed["86"]["décliné"], closed["86"]["clos"], deps["86"]["clos"], deps["86"]["total"]) == (1, 1, 1, 2)
     assert deps["86"]["nom"] == "Vienne"
-    assert deps["33"]["signé"] == 1
-    assert set(deps) == set(closed) == {"33", "86", "974", "total"}
-    assert closed["total"]["total"] == 4
-    assert regions_closed["Nouvelle-Aquitaine"]["total"] == 3  # Vienne and Gironde together
-    assert regions["Nouvelle-Aquitaine"]["signé"] == 1
-    assert regions["La Réunion"]["présenté"] == 1
+    assert steps["33"]["signé"] == 1
+    assert set(deps) == set(steps) == set(closed) == {"33", "86", "974", "total"}
+    assert deps["total"]["total"] == 4
+    assert regions["Nouvelle-Aquitaine"]["total"] == 3  # Vienne and Gironde together
+    assert region_steps["Nouvelle-Aquitaine"]["signé"] == 1
+    assert region_steps["La Réunion"]["présenté"] == 1
     assert regions["total"]["en cours"] == 3
 
 
 def test_an_empty_programme_has_empty_tables(world: Any) -> None:
     d = dashboard.build(world.engine, parse_instant("2026-03-01"))
     assert (d.by_departement, d.by_region, d.attention, d.money, d.attention_total) == ([], [], [], [], 0)
-    assert (d.closed_by_departement, d.closed_by_region, d.overdue, d.escalated) == ([], [], 0, 0)
+    assert (d.closed_by_departement, d.closed_by_region, d.steps_by_departement, d.steps_by_region) == ([],) * 4
+    assert (d.overdue, d.escalated) == (0, 0)
     assert "Dossiers : **0**" in d.summary_markdown()
 
 
@@ -187,3 +189,9 @@ def test_overdue_and_escalated_counts_per_departement_and_region_match_the_rows(
     assert sum(c["escaladés"] for c in expected.values()) == d.escalated > 0
     assert sum(c["en retard"] for c in expected.values()) == d.overdue > 0
     assert "En retard ou escaladés" in d.summary_markdown() and f"en retard : **{d.overdue}**" in d.summary_markdown()
+
+
+def test_long_structure_names_are_cut_in_tables() -> None:
+    assert dashboard.clip("Mairie", 32) == "Mairie"
+    cut = dashboard.clip("Communauté d'agglomération du Grand Territoire de l'Ouest", 32)
+    assert len(cut) <= 32 and cut.endswith("…") and cut.startswith("Communauté d'agglomération")

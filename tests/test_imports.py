@@ -241,3 +241,11 @@ def test_the_examples_of_the_documentation_import_as_they_are(engine: Engine) ->
     assert load(engine, structures, "structures").created and load(engine, candidates, "candidates").created
     with read_session(engine) as s:
         assert len(s.exec(select(Structure)).all()) == 3 and len(s.exec(select(Candidate)).all()) == 2
+
+
+def test_conum_import_refuses_a_windows_encoded_export_with_what_to_do(db_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "candidats.csv"
+    path.write_bytes("nom;courriel\r\nHélène Dupré;helene@exemple.fr\r\n".encode("cp1252"))
+    res = CliRunner().invoke(app, ["import", "candidates", str(path), "--db", db_url])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr.count("\n") == 1 and "not UTF-8" in res.stderr and "CSV UTF-8" in res.stderr

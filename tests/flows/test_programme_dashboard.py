@@ -28,13 +28,14 @@ def test_a_dashboard_run_publishes_every_table_and_the_lifecycle(world: Any, con
     by_key = {a.key: a for a in artifacts}
     assert set(by_key) == set(KEYS)
     departements = {r["dép."]: r for r in json.loads(str(by_key["dashboard-departements"].data))}
-    assert (departements["86"]["signé"], departements["86"]["nom"]) == (1, "Vienne")
-    assert (departements["974"]["présenté"], departements["974"]["en retard"]) == (1, 1)
+    steps = {r["dép."]: r for r in json.loads(str(by_key["dashboard-departements-etapes"].data))}
+    assert (steps["86"]["signé"], departements["86"]["nom"]) == (1, "Vienne")
+    assert (steps["974"]["présenté"], departements["974"]["en retard"]) == (1, 1)
     assert departements["total"]["en cours"] == 2
     regions = {r["région"]: r for r in json.loads(str(by_key["dashboard-regions"].data))}
     assert (regions["La Réunion"]["en retard"], regions["Nouvelle-Aquitaine"]["en retard"]) == (1, 0)
     closed = {r["dép."]: r for r in json.loads(str(by_key["dashboard-departements-clos"].data))}
-    assert closed["total"]["total"] == 2
+    assert (closed["total"]["clos"], departements["total"]["total"]) == (0, 2)
     attention = json.loads(str(by_key["dashboard-attention"].data))
     assert [r["dép."] for r in attention] == ["974"]  # presented on 1 March: 15-day deadline passed
     money = json.loads(str(by_key["dashboard-money"].data))
@@ -73,6 +74,6 @@ def test_what_an_agent_reads_has_no_raw_codes_no_microseconds_and_narrow_tables(
         assert not RAW_INSTANT.search(shown), (artifact.key, RAW_INSTANT.search(shown))
         if artifact.type == "table":
             rows = json.loads(str(artifact.data))
-            assert all(len(r) <= 12 for r in rows), f"{artifact.key} has more than 12 columns"
+            assert all(len(r) <= 9 for r in rows), f"{artifact.key} has more than 9 columns"
     by_key = {a.key: a for a in artifacts}
     assert "20 avril 2026 à 10 h 00" in str(by_key["dashboard-summary"].description)  # Paris time, summer
