@@ -160,6 +160,43 @@ def shot(page: Any, name: str, full: bool = False) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full)
 
 
+def submit(page: Any, done: Callable[[], None], what: str) -> None:
+    """Press a form's Submit until the UI shows it was taken (``done`` returns without raising).
+
+    Right after a page has loaded, Prefect's UI may still be wiring the form and drop the first press;
+    a form whose press was taken is gone, so pressing again never sends anything twice.
+    """
+    for _ in range(3):
+        button = page.get_by_role("button", name="Submit").last
+        if button.count() and button.is_visible():
+            button.click()
+        try:
+            done()
+            return
+        except Exception:
+            continue
+    shot(page, "submit-refused")
+    raise AssertionError(f"the {what} was not accepted: {page.inner_text('body')[:1500]}")
+
+
+def submit_run_form(page: Any) -> None:
+    """Submit a deployment's run form; Prefect's UI then leaves the form for the deployment's page."""
+    submit(
+        page,
+        lambda: page.wait_for_url(lambda url: not url.rstrip("/").endswith("/run"), timeout=20_000),
+        "run form",
+    )
+
+
+def fill_form(page: Any, values: list[tuple[Any, str]]) -> None:
+    """Fill a run form once the UI has put its defaults in (a value typed earlier would be overwritten)."""
+    page.wait_for_load_state("networkidle")
+    for field, value in values:
+        field.fill(value)
+        field.press("Tab")
+        playwright.expect(field).to_have_value(value)
+
+
 def fields(page: Any) -> list[str]:
     """The labels of a run form's fields (Prefect's own, the run's name and validation, left out)."""
     labels = [" ".join(label.split()) for label in page.locator("label").all_inner_texts()]
@@ -201,9 +238,9 @@ def test_an_operators_day(conum: Conum, page: Any) -> None:
     page.goto(f"{conum.url}/deployments/deployment/{conum.deployment('select-candidate')}/run")
     page.get_by_text("Numéro du dossier", exact=False).wait_for()
     assert fields(page) == ["dossier", "acteur (Optional)"]
-    page.get_by_role("spinbutton").first.fill("1")
+    fill_form(page, [(page.get_by_role("spinbutton").first, "1")])
     shot(page, "03-action-form-select-candidate")
-    page.get_by_role("button", name="Submit").click()
+    submit_run_form(page)
     run = conum.wait("the select-candidate run", lambda: conum.run_of("select-candidate", 1))
     done = conum.ended(run["id"])
     assert done["state_type"] == "COMPLETED", done["state"]
@@ -233,7 +270,7 @@ def test_an_operators_day(conum: Conum, page: Any) -> None:
     page.get_by_role("option", name="retenir").click()
     modal.locator("textarea").last.fill("structure:1")
     shot(page, "06-decision-form")
-    modal.get_by_role("button", name="Submit").click()
+    submit(page, lambda: modal.wait_for(state="detached", timeout=20_000), "decision form")
     answered = conum.ended(waiting["id"])
     assert answered["state_type"] == "COMPLETED", answered["state"]
     assert conum.state(2) == "selected"
@@ -254,9 +291,9 @@ def test_an_operators_day(conum: Conum, page: Any) -> None:
 
     # 6. a refused action: structure 1 cannot select the candidate presented to structure 2
     page.goto(f"{conum.url}/deployments/deployment/{conum.deployment('select-candidate')}/run")
-    page.get_by_role("spinbutton").first.fill("3")
-    page.locator("textarea").last.fill("structure:1")
-    page.get_by_role("button", name="Submit").click()
+    page.get_by_text("Numéro du dossier", exact=False).wait_for()
+    fill_form(page, [(page.get_by_role("spinbutton").first, "3"), (page.locator("textarea").last, "structure:1")])
+    submit_run_form(page)
     refused_run = conum.wait("the refused run", lambda: conum.run_of("select-candidate", 3))
     refused = conum.ended(refused_run["id"])
     assert refused["state_type"] == "FAILED", refused["state"]
