@@ -21,13 +21,21 @@ from states.db import read_session
 from states.models import Case, History, Outbox, Tranche
 
 
-def _events(case_id: int, name: str, timeout: float = 15.0) -> list[Any]:
-    """Read the events of a case back from the server (they are stored asynchronously)."""
+def _events(case_id: int, name: str, timeout: float = 15.0, run_id: str | None = None) -> list[Any]:
+    """Read the events of a case back from the server (they are stored asynchronously).
+
+    The server outlives each test's database, where case numbers start again at 1: ``run_id`` keeps the
+    events that run emitted.
+    """
     flt = EventFilter(event=EventNameFilter(name=[name]), resource=EventResourceFilter(id=[f"conum.case.{case_id}"]))
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while True:
-            found = client.read_events(filter=flt, limit=50).events
+            found = [
+                e
+                for e in client.read_events(filter=flt, limit=50).events
+                if run_id is None or any(r.id == f"prefect.flow-run.{run_id}" for r in e.related)
+            ]
             if found or time.monotonic() > deadline:
                 return found
             time.sleep(0.2)
@@ -91,7 +99,7 @@ def test_an_action_is_one_named_tagged_run_recorded_in_the_history_and_announced
         run = client.read_flow_run(UUID(run_id))
     assert run.name == f"case-{case}-select"
     assert {"departement:86", f"case:{case}"} <= set(run.tags)
-    events = _events(case, "conum.case.select")
+    events = _events(case, "conum.case.select", run_id=run_id)
     assert len(events) == 1
     event = events[0]
     assert event.payload == {

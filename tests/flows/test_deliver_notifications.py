@@ -42,15 +42,15 @@ def _closed_port() -> int:
 
 
 def test_each_notification_is_sent_once_however_often_the_run_runs(world: Any, conum_env: Any) -> None:
-    _presented(world, 3)
+    _presented(world, 3)  # each presentation tells the structure and the candidate
 
     first = deliver_notifications(at=AT)
     second = deliver_notifications(at=AT + timedelta(minutes=5))
 
-    assert first == {"sent": 3, "retried": 0, "failed": 0}
+    assert first == {"sent": 6, "retried": 0, "failed": 0}
     assert second == {"sent": 0, "retried": 0, "failed": 0}
-    assert len(list(conum_env.mail_dir.glob("*.eml"))) == 3
-    assert [(r.status, r.attempts) for r in _rows(conum_env)] == [("sent", 1)] * 3
+    assert len(list(conum_env.mail_dir.glob("*.eml"))) == 6
+    assert [(r.status, r.attempts) for r in _rows(conum_env)] == [("sent", 1)] * 6
     sent = Artifact.get("deliver-notifications")
     assert sent is not None and sent.flow_run_id is not None
     assert sent.data == "[]"  # the latest run sent nothing
@@ -59,13 +59,13 @@ def test_each_notification_is_sent_once_however_often_the_run_runs(world: Any, c
 def test_a_failed_send_is_retried_later_and_later_and_shows_on_the_row(
     world: Any, conum_env: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _presented(world, 2)
+    _presented(world, 2)  # four mails: the structure and the candidate of each
     monkeypatch.setenv("CONUM_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("CONUM_SMTP_PORT", str(_closed_port()))
 
     state = deliver_notifications(at=AT, return_state=True)
 
-    assert state.is_completed() and state.result() == {"sent": 0, "retried": 2, "failed": 0}
+    assert state.is_completed() and state.result() == {"sent": 0, "retried": 4, "failed": 0}
     rows = _rows(conum_env)
     assert {(r.status, r.attempts) for r in rows} == {("pending", 1)}
     assert all("cannot reach the SMTP server" in (r.last_error or "") for r in rows)
@@ -76,11 +76,11 @@ def test_a_failed_send_is_retried_later_and_later_and_shows_on_the_row(
     assert {p["envoi"] for p in json.loads(str(problems.data))} == {r.id for r in rows}
 
     assert deliver_notifications(at=AT + timedelta(seconds=30))["retried"] == 0  # not due again yet
-    assert deliver_notifications(at=AT + timedelta(minutes=1))["retried"] == 2
+    assert deliver_notifications(at=AT + timedelta(minutes=1))["retried"] == 4
     rows = _rows(conum_env)
     assert {(r.status, r.attempts) for r in rows} == {("pending", 2)}
     assert {utc(r.next_attempt_at) for r in rows} == {AT + timedelta(minutes=3)}  # waits twice as long
 
     monkeypatch.delenv("CONUM_SMTP_HOST")
-    assert deliver_notifications(at=AT + timedelta(minutes=3))["sent"] == 2
+    assert deliver_notifications(at=AT + timedelta(minutes=3))["sent"] == 4
     assert {(r.status, r.attempts, r.last_error) for r in _rows(conum_env)} == {("sent", 3, None)}
