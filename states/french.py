@@ -11,6 +11,22 @@ from __future__ import annotations
 
 import unicodedata
 
+#: The months, as a date in French names them.
+MONTHS = (
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+)
+
 #: Words whose h is aspirated: no elision before them. First names and words met in the programme's names.
 ASPIRATED_H = frozenset(
     {

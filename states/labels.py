@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from states.clock import PARIS, utc
+from states.french import MONTHS
 from states.lifecycle import BY_NAME, EVENTS, LABELS, OPENING, TERMINAL, State, destination
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
@@ -39,20 +40,6 @@ SHORT: dict[State, str] = {
 #: What each escalation level means (a case page says it in full, a table in one word).
 ESCALATION = {0: "aucune", 1: "relance envoyée", 2: "escaladé au préfet", 3: "escaladé à l'ANCT"}
 ESCALATION_SHORT = {0: "—", 1: "relance", 2: "préfet", 3: "ANCT"}
-MONTHS = (
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-)
 
 
 def text(value: Any) -> str:

@@ -19,26 +19,13 @@ import jinja2
 from states.clock import PARIS, paris_day, utc
 from states.errors import BadInput
 from states.french import FILTERS as FRENCH
+from states.french import MONTHS
 from states.paths import TEMPLATES
 
 #: The mail templates, one ``<kind>.j2`` per notification kind (``_*.j2`` are shared parts).
 MAIL_TEMPLATES = TEMPLATES / "mail"
 
 NBSP = "\u00a0"
-MONTHS = (
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-)
 CONTRACT_TYPES = {"CDI": "CDI", "CDD": "CDD", "PEC": "contrat PEC", "contrat_de_projet": "contrat de projet"}
 RUPTURE_REASONS = {
     "licenciement": "licenciement",
