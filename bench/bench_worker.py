@@ -13,7 +13,8 @@ Without ``--api`` it starts a Prefect server of its own (SQLite, a temporary
   nothing, alternated, heartbeats off for both (as in the simulation);
 - *operator's wait*: from the creation of an ``advance-case`` flow run (what
   the UI's "Run" does) to the case changed in the database, polled every
-  20 ms; the median of ``--runs``, one after the other.
+  20 ms; the median of ``--runs``, one after the other. The creating call's
+  own time (the API's answer to "Run") is given apart.
 
 With ``--api`` and ``--db`` it measures the operator's wait against a layout
 already running (``make up`` or ``make up-scaled``), and with ``--burst N`` the
@@ -87,11 +88,14 @@ def state_of(url: str, case_id: int) -> str:
         return str(conn.execute(text("SELECT state FROM recruitment_case WHERE id = :i"), {"i": case_id}).scalar())
 
 
-def operator_wait(api: str, url: str, cases: list[int]) -> list[float]:
-    """Create one advance-case run at a time; time each until its case changed."""
+def operator_wait(api: str, url: str, cases: list[int]) -> tuple[list[float], list[float]]:
+    """Create one advance-case run at a time; time each from its creation until its case changed.
+
+    Returns the waits and, apart, how long each creating call took (the UI's "Run" press: the API's answer).
+    """
     from prefect.client.orchestration import SyncPrefectClient
 
-    waits = []
+    waits, calls = [], []
     with SyncPrefectClient(api) as client:
         deployment = client.read_deployment_by_name("advance-case/advance-case")
         for case_id in cases:
@@ -99,13 +103,15 @@ def operator_wait(api: str, url: str, cases: list[int]) -> list[float]:
             client.create_flow_run_from_deployment(
                 deployment.id, parameters={"case_id": case_id, "event": "select", "actor": "admin"}
             )
+            created = time.perf_counter()
+            calls.append(created - start)
             while state_of(url, case_id) != "selected":
                 if time.perf_counter() - start > 120:
                     raise SystemExit(f"case {case_id} did not change within 120 s: is a worker running?")
                 time.sleep(0.02)
-            waits.append(time.perf_counter() - start)
-            log(f"case {case_id}: {waits[-1]:.2f} s")
-    return waits
+            waits.append(time.perf_counter() - created)
+            log(f"case {case_id}: {waits[-1]:.2f} s after its creation (the creating call: {calls[-1]:.2f} s)")
+    return waits, calls
 
 
 def burst(api: str, url: str, cases: list[int]) -> float:
@@ -153,7 +159,7 @@ def in_process(cases: list[int], runs: int) -> tuple[list[float], list[float]]:
     return advance, nothing
 
 
-def own_layout(folder: Path, runs: int) -> dict[str, Any]:
+def own_layout(folder: Path, runs: int, supervisor: bool = False) -> dict[str, Any]:
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     url = f"sqlite:///{folder / 'conum.db'}"
@@ -191,8 +197,12 @@ def own_layout(folder: Path, runs: int) -> dict[str, Any]:
         log("advance-case in process, against a trivial flow")
         advance, nothing = in_process(cases[: runs + 1], runs)
         prefect = str(BIN / "prefect")
-        subprocess.run([prefect, "work-pool", "create", "conum", "--type", "process"], env=env, check=True,
-                       capture_output=True)  # fmt: skip
+        if supervisor:  # Prefect's default template: a workspace supervisor, then the engine, per run
+            subprocess.run([prefect, "work-pool", "create", "conum", "--type", "process"], env=env, check=True,
+                           capture_output=True)  # fmt: skip
+        else:  # as make up makes it: the engine started directly (flows/workpool.py)
+            subprocess.run([sys.executable, "-m", "flows.workpool", "conum"], env=env, cwd=ROOT, check=True,
+                           capture_output=True)  # fmt: skip
         subprocess.run([prefect, "--no-prompt", "deploy", "--name", "advance-case"], env=env, cwd=ROOT, check=True,
                        capture_output=True)  # fmt: skip
         log(f"a worker polling every {env['PREFECT_WORKER_QUERY_SECONDS']} s")
@@ -208,7 +218,7 @@ def own_layout(folder: Path, runs: int) -> dict[str, Any]:
                 )
             )
         time.sleep(3)
-        waits = operator_wait(api, url, cases[runs + 1 : 2 * runs + 1])
+        waits, calls = operator_wait(api, url, cases[runs + 1 : 2 * runs + 1])
     finally:
         for proc in reversed(procs):
             proc.send_signal(2)  # SIGINT: a worker ignores SIGTERM for a while
@@ -222,8 +232,11 @@ def own_layout(folder: Path, runs: int) -> dict[str, Any]:
         "wait_median_s": statistics.median(waits),
         "wait_min_s": min(waits),
         "wait_max_s": max(waits),
+        "create_median_s": statistics.median(calls),
+        "create_max_s": max(calls),
         "runs": runs,
         "query_seconds": float(env["PREFECT_WORKER_QUERY_SECONDS"]),
+        "supervisor": supervisor,
     }
 
 
@@ -233,17 +246,22 @@ def main() -> None:
     parser.add_argument("--api", help="an API server already running (make up, make up-scaled)")
     parser.add_argument("--db", help="with --api: the workers' (empty) Conum database")
     parser.add_argument("--burst", type=int, default=0, help="with --api: also time this many actions at once")
+    parser.add_argument(
+        "--supervisor", action="store_true", help="Prefect's default pool template (a supervisor process per run)"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
     if args.api:
         if not args.db:
             parser.error("--api needs --db, the database the workers use")
         cases = seed(args.db, args.runs + args.burst)
-        waits = operator_wait(args.api, args.db, cases[: args.runs])
+        waits, calls = operator_wait(args.api, args.db, cases[: args.runs])
         figures: dict[str, Any] = {
             "wait_median_s": statistics.median(waits),
             "wait_min_s": min(waits),
             "wait_max_s": max(waits),
+            "create_median_s": statistics.median(calls),
+            "create_max_s": max(calls),
             "runs": args.runs,
         }
         if args.burst:
@@ -252,7 +270,7 @@ def main() -> None:
     else:
         folder = Path(tempfile.mkdtemp(prefix="conum-bench-worker-"))
         try:
-            figures = own_layout(folder, args.runs)
+            figures = own_layout(folder, args.runs, args.supervisor)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     print(json.dumps(figures))

@@ -121,8 +121,11 @@ def worker(r: Results, runs: int) -> None:
         f["wait_median_s"] <= 3,
     )
     r.notes.append(
-        f"operator's wait: min {f['wait_min_s']:.2f} s, max {f['wait_max_s']:.2f} s; "
-        f"the worker polls every {f['query_seconds']:g} s"
+        f"operator's wait, from the run's creation: min {f['wait_min_s']:.2f} s, max {f['wait_max_s']:.2f} s; "
+        f"the worker polls every {f['query_seconds']:g} s; each run is one engine process "
+        f"({'a supervisor and an engine: Prefect default template' if f.get('supervisor') else 'flows/workpool.py'}). "
+        f"The creating call itself (the API's answer to the UI's Run) took {f['create_median_s']:.2f} s "
+        f"(median; max {f['create_max_s']:.2f} s) on the Prefect server's SQLite database"
     )
 
 

@@ -24,6 +24,7 @@ from typing import Any, Literal, get_args
 from uuid import UUID
 
 from prefect import Flow, flow, get_client, get_run_logger
+from prefect.context import FlowRunContext
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
@@ -157,13 +158,18 @@ def creator(created_by: Any) -> str | None:
     return f"{one_line(kind)}:{one_line(name)}"
 
 
-def run_creator() -> str | None:
-    """Return who created the current flow run (see ``creator``)."""
+def tag_and_read_creator(*tags: str) -> str | None:
+    """Add ``tags`` to the current flow run and return who created it (see ``creator``).
+
+    The creator is read from the run the engine loaded when it started (no second call to the server).
+    """
     run_id = flow_run.id
     if run_id is None:
         return None
-    with get_client(sync_client=True) as client:
-        return creator(client.read_flow_run(UUID(run_id)).created_by)
+    tag_run(*tags)
+    context = FlowRunContext.get()
+    run = context.flow_run if context is not None else None
+    return creator(run.created_by if run is not None else None)
 
 
 def publish_page(case_id: int) -> str:
@@ -189,8 +195,8 @@ def act(case_id: int, event: str, actor: str, data: dict[str, Any], at: dt.datet
     state: str | None = None
     try:
         structure_id, departement, state = where(case_id)
-        tag_run(f"case:{case_id}", f"departement:{departement}")
-        created_by = run_creator()  # beside the declared actor, where the server knows who created the run
+        # the creator goes beside the declared actor, where the server knows who created the run
+        created_by = tag_and_read_creator(f"case:{case_id}", f"departement:{departement}")
         with write_session(engine()) as session:
             case = service.fire(
                 session,

@@ -46,6 +46,8 @@ class Row:
     tracebacks: list[str] = field(default_factory=list)
     notes: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    #: the first refusals that were not one line on stderr, as they came
+    shapes: list[str] = field(default_factory=list)
 
     def figures(self) -> dict[str, Any]:
         return {
@@ -61,7 +63,9 @@ class Row:
         }
 
     def examples(self) -> list[str]:
-        return sorted(self.lost)[:3] + sorted(self.doubled)[:3] + sorted(self.half)[:3] + self.tracebacks[:2]
+        return (
+            sorted(self.lost)[:3] + sorted(self.doubled)[:3] + sorted(self.half)[:3] + self.tracebacks[:2] + self.shapes
+        )
 
     def checked(self, engine: Engine, acks: Iterable[Ack] = (), cases: Iterable[int] | None = None) -> None:
         found = check(engine, acks, cases)
@@ -73,8 +77,11 @@ class Row:
         """Count a traceback, and note refusals that are not one line, deadlocks and the exit codes."""
         if tb or "Traceback" in err:
             self.tracebacks.append(f"{who}: " + " | ".join((tb or err).strip().splitlines()[-8:]))
-        elif code not in (0, 5) and (out.strip() or err.strip().count("\n") > 0):  # 5: a report, then one line
+        elif code != 0 and (err.strip().count("\n") > 0 or (out.strip() and code != 5 and not _report(out))):
+            # 5 (a batch run's report) and a JSON report asked with --json (an import's lines) come with one line
             self.notes["refusal not on one line"] += 1
+            if len(self.shapes) < 2:
+                self.shapes.append(f"{who}: not one line: exit {code}: " + " | ".join((out + err).strip().splitlines()))
         if "deadlock detected" in err:
             self.notes["deadlock detected"] += 1
         if code not in (0, 1, 2, 3, 4, 5, -9):
@@ -89,6 +96,14 @@ class Row:
         self.judge(done.returncode, done.stdout, done.stderr, who="conum verify")
         if done.returncode != 0:
             self.half.add(f"conum verify: exit {done.returncode}: {(done.stdout + done.stderr).strip()[:300]}")
+
+
+def _report(out: str) -> bool:
+    """Whether ``out`` is one JSON object: the report a command asked with ``--json`` gives beside its refusal."""
+    try:
+        return isinstance(json.loads(out), dict)
+    except ValueError:
+        return False
 
 
 def over(row: Row) -> bool:

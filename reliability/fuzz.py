@@ -286,8 +286,8 @@ def fuzz(backend: str, examples: dict[str, int], processes: int = 0, seed_value:
                 done = subprocess.run(
                     [str(CONUM), *argv, "--db", url], capture_output=True, text=True, env=env, cwd=folder, timeout=120
                 )
-            except UnicodeEncodeError:
-                continue  # a lone surrogate cannot be an argument of a real process
+            except (UnicodeEncodeError, ValueError):
+                continue  # a lone surrogate or a NUL byte cannot be an argument of a real process
             row.tried += 1
             row.notes["real processes"] += 1
             row.judge(done.returncode, done.stdout, done.stderr, who=f"conum process {argv!r}"[:300])

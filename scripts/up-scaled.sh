@@ -115,7 +115,8 @@ echo "API servers healthy: $(api 0) $(api 1)"
 
 # 3. the work pool and the deployments (through the first server), the workers (on both)
 export PREFECT_API_URL="$(api 0)"
-"$BIN/prefect" work-pool inspect conum >/dev/null 2>&1 || "$BIN/prefect" work-pool create conum --type process >/dev/null
+# each run is one engine process started by this interpreter (flows/workpool.py)
+"$BIN/python" -m flows.workpool conum
 if ! "$BIN/prefect" --no-prompt deploy --all >"$RUN/deploy.log" 2>&1; then
   tail -25 "$RUN/deploy.log" >&2
   echo "refused: deploying prefect.yaml failed (above, and $RUN/deploy.log)" >&2

@@ -30,8 +30,8 @@ export DO_NOT_TRACK=1
 export CONUM_DATABASE_URL="${CONUM_DATABASE_URL:-sqlite:///$ROOT/conum.db}"
 export CONUM_MAIL_DIR="${CONUM_MAIL_DIR:-$RUN/mail}"
 export CONUM_PAYMENT_DIR="${CONUM_PAYMENT_DIR:-$RUN/payments}"
-# an operator's action waits for the worker's poll: ask every two seconds (Prefect's default is 10 s)
-export PREFECT_WORKER_QUERY_SECONDS="${PREFECT_WORKER_QUERY_SECONDS:-2}"
+# an operator's action waits for the worker's poll: ask every second (Prefect's default is 10 s)
+export PREFECT_WORKER_QUERY_SECONDS="${PREFECT_WORKER_QUERY_SECONDS:-1}"
 
 # the login: one credential, generated at the first start
 AUTH_FILE="$RUN/api-auth"
@@ -98,8 +98,8 @@ if [ "$("$BIN/conum" list --json | "$BIN/python" -c 'import json, sys; print(len
 fi
 
 # 3. the work pool, the deployments, the worker
-"$BIN/prefect" work-pool inspect conum >/dev/null 2>&1 || "$BIN/prefect" work-pool create conum --type process >/dev/null
-echo "work pool conum (process) ready"
+# each run is one engine process started by this interpreter (flows/workpool.py)
+"$BIN/python" -m flows.workpool conum
 echo "deploying prefect.yaml (log: $SHOWN/deploy.log)"
 if ! "$BIN/prefect" --no-prompt deploy --all >"$RUN/deploy.log" 2>&1; then
   tail -25 "$RUN/deploy.log" >&2

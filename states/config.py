@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,21 @@ class Settings(BaseSettings):
 
 
 def settings() -> Settings:
+    """Return the settings in force: read again whenever the ``CONUM_`` environment or ``.env`` changed.
+
+    Reading them costs milliseconds (pydantic-settings parses the environment and the file), and a flow
+    run asks for them several times; the environment stays the truth, as the key of the cache.
+    """
+    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k[:6].upper() == "CONUM_"))
+    try:
+        dotenv = os.stat(".env").st_mtime_ns
+    except OSError:
+        dotenv = None
+    return _settings(environment, os.getcwd(), dotenv)
+
+
+@lru_cache(maxsize=8)
+def _settings(_environment: tuple[tuple[str, str], ...], _cwd: str, _dotenv: int | None) -> Settings:
     return Settings()
 
 

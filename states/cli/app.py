@@ -13,6 +13,7 @@ line on stderr, and exits 5.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable
 from contextlib import closing
@@ -94,6 +95,10 @@ def run(argv: list[str] | None = None) -> None:
             _refuse_usage(f"argument {position} is not valid UTF-8 text: give it in UTF-8")
     if not args:
         args = ["--help"]
+    # the driver's own warnings (psycopg: "error ignored terminating ..." when the connection is lost)
+    # would print a second line beside the refusal that already says what happened
+    logging.getLogger("psycopg").addHandler(logging.NullHandler())
+    logging.getLogger("psycopg").propagate = False
     try:
         code = app(args, standalone_mode=False)
     except typer.Abort:
