@@ -75,7 +75,7 @@ class Chunk:
         self.log.clear()
         with session.no_autoflush:
             for statement, rows, guarded in grouped.values():
-                done = session.execute(statement, rows)
+                done = session.connection().execute(statement, rows)
                 if guarded and done.rowcount != len(rows):  # type: ignore[attr-defined]
                     raise ChunkConflict(
                         f"{len(rows) - done.rowcount} row(s) of this chunk were changed by someone else "  # type: ignore[attr-defined]
@@ -100,7 +100,8 @@ def write(session: Session, statement: Executable, params: Params | Sequence[Par
     if chunk is not None:
         chunk.add(statement, params, bool(conflict))
         return
-    done = session.execute(statement, params)
+    # Core statements on the session's connection: the ORM's execution path would add nothing to them
+    done = session.connection().execute(statement, params)
     if conflict and done.rowcount != (1 if isinstance(params, Mapping) else len(params)):  # type: ignore[attr-defined]
         raise Conflict(conflict)
 
