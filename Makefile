@@ -32,8 +32,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy states flows reliability
 
+# the suite in TEST_JOBS processes (pytest-xdist), each test file whole in one of them
+TEST_JOBS ?= 2
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile
 
 # fault campaigns (races, kills, database faults, fuzzed inputs) on SQLite and PostgreSQL: one table,
 # written to docs/reliability.md

@@ -180,7 +180,8 @@ def _rows(engine: Engine, sql: str) -> list[Any]:
 
 
 def test_sweeps_and_payment_runs_on_both_workers_do_each_step_and_tranche_once(layout: Layout) -> None:
-    # two sweeps and two payment runs at once, through both API servers; each worker takes two of them
+    # two sweeps and two payment runs at once, through both API servers; each worker takes up to two of them
+    # (which ones is the server's choice: one worker may take both sweeps and the other both payment runs)
     runs = {
         "sweep-1": layout.submit(0, "sweep-deadlines/sweep-deadlines", chunk=5),
         "pay-1": layout.submit(0, "pay-tranches/pay-tranches", chunk=5),
@@ -191,8 +192,7 @@ def test_sweeps_and_payment_runs_on_both_workers_do_each_step_and_tranche_once(l
     assert set(states.values()) == {"COMPLETED"}, states
     workers = {what: layout.worker_of(run) for what, run in runs.items()}
     assert all(len(w) == 1 for w in workers.values()), workers  # each run was taken by one worker
-    assert workers["sweep-1"] | workers["sweep-2"] == {"prefect-worker-1", "prefect-worker-2"}, workers
-    assert workers["pay-1"] | workers["pay-2"] == {"prefect-worker-1", "prefect-worker-2"}, workers
+    assert set().union(*workers.values()) == {"prefect-worker-1", "prefect-worker-2"}, workers  # both worked
 
     history = Counter(
         (case_id, event)
