@@ -417,8 +417,9 @@ def kills(
     with database(backend, "kills") as (url, folder):
         engine, acks = get_engine(url), []
         world, env = World(engine), environment(url, folder)
-        #: how long a whole run takes (the longest rerun so far): the kills fall anywhere within it
-        lasts: dict[str, float] = {}
+        #: how long the last whole runs took (runs the kill did not stop): the kills fall anywhere within
+        #: the median of them, so that most land while the work runs, whatever the machine's speed
+        lasts: dict[str, list[float]] = {}
         pool = [_ready(env, folder), _ready(env, folder)]  # the next victim, and the one after, warming
         for what, n in counts.items():
             for trial in range(n):
@@ -440,7 +441,8 @@ def kills(
                     structure = world.structure()
                     cases = [world.case(structure, "selected") for _ in range(rng.choice((5, 10, 20)))]
                     request, trial_acks = {"deliver": "2026-03-06T10:00"}, []
-                delay = rng.uniform(0.0, 1.0) * lasts.get(what, 1.0)
+                recent = sorted(lasts.get(what, [])[-7:])
+                delay = rng.uniform(0.0, 1.0) * (recent[len(recent) // 2] if recent else 0.5)
                 if what != "delivery" and trial % processes_every == processes_every - 1:
                     proc = _start([str(CONUM), *request["argv"], "--db", url], env, folder)
                     assert proc.stdin is not None
@@ -452,6 +454,7 @@ def kills(
                 else:
                     victim = pool.pop(0)
                     victim.ready()
+                    begun = time.monotonic()
                     victim.send(request)
                     assert victim.proc.stdout is not None
                     killed = not select.select([victim.proc.stdout], [], [], delay)[0]
@@ -459,15 +462,14 @@ def kills(
                         os.killpg(victim.proc.pid, signal.SIGKILL)
                     else:
                         judge_answer(row, victim.receive(), what)
+                        lasts.setdefault(what, []).append(time.monotonic() - begun)
                     row.notes["killed while running" if killed else "done before the kill"] += 1
                     victim.close(row, killed=killed)
                     pool.append(_ready(env, folder))
                 # the restart: the same run again, to the end (the delivery once the lease is over)
                 again = {"deliver": "2026-03-06T10:30"} if what == "delivery" else request
                 pool[0].ready()
-                begun = time.monotonic()
                 judge_answer(row, pool[0].ask(again), f"{what} (again)")
-                lasts[what] = max(lasts.get(what, 0.0), time.monotonic() - begun)
                 if what == "delivery":
                     _check_delivery(row, engine, folder, cases)
                 acks += trial_acks

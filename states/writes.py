@@ -76,9 +76,9 @@ class Chunk:
         with session.no_autoflush:
             for statement, rows, guarded in grouped.values():
                 done = session.connection().execute(statement, rows)
-                if guarded and done.rowcount != len(rows):  # type: ignore[attr-defined]
+                if guarded and done.rowcount != len(rows):
                     raise ChunkConflict(
-                        f"{len(rows) - done.rowcount} row(s) of this chunk were changed by someone else "  # type: ignore[attr-defined]
+                        f"{len(rows) - done.rowcount} row(s) of this chunk were changed by someone else "
                         "meanwhile: the chunk is rolled back"
                     )
 
@@ -102,7 +102,7 @@ def write(session: Session, statement: Executable, params: Params | Sequence[Par
         return
     # Core statements on the session's connection: the ORM's execution path would add nothing to them
     done = session.connection().execute(statement, params)
-    if conflict and done.rowcount != (1 if isinstance(params, Mapping) else len(params)):  # type: ignore[attr-defined]
+    if conflict and done.rowcount != (1 if isinstance(params, Mapping) else len(params)):
         raise Conflict(conflict)
 
 
