@@ -163,9 +163,6 @@ def tag_and_read_creator(*tags: str) -> str | None:
 
     The creator is read from the run the engine loaded when it started (no second call to the server).
     """
-    run_id = flow_run.id
-    if run_id is None:
-        return None
     tag_run(*tags)
     context = FlowRunContext.get()
     run = context.flow_run if context is not None else None

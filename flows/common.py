@@ -65,7 +65,7 @@ MAX_ROWS = 1000
 
 
 def settings() -> config.Settings:
-    """Return the settings in force (read anew on each call: the environment is the truth)."""
+    """Return the settings in force (read again whenever the environment changed: ``states.config.settings``)."""
     return config.settings()
 
 
