@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlmodel import Session
 
+from states import prepared
 from states.errors import BadInput, Conflict, ConumError
 from states.paths import MIGRATIONS
 
@@ -68,7 +69,7 @@ def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        prepared.run_text(conn, f"BEGIN {mode}")
 
 
 @lru_cache(maxsize=16)

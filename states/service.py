@@ -13,14 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Table, bindparam, insert, inspect, update
+from sqlalchemy.orm import Mapper, configure_mappers
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
-from states import audit, writes
+from states import audit, prepared, writes
 from states.clock import now, paris_day, show, utc
 from states.deadlines import Step, due_step, reschedule, start_clock, step_of
 from states.effects import announce, apply, tranches_of
@@ -90,13 +92,22 @@ def _history(
 
 
 # The statements the service runs on every transition are built once.
+_CASE_TABLE: Table = Case.__table__  # type: ignore[attr-defined]
+_STRUCTURE_TABLE: Table = Structure.__table__  # type: ignore[attr-defined]
+_CANDIDATE_TABLE: Table = Candidate.__table__  # type: ignore[attr-defined]
+#: a case with its structure and candidate, as plain columns (``states.prepared`` runs it on the driver)
 _LOAD_CASE = (
-    select(Case, Structure, Candidate)
-    .join(Structure, col(Structure.id) == col(Case.structure_id))
-    .join(Candidate, col(Candidate.id) == col(Case.candidate_id))
-    .where(col(Case.id) == bindparam("case_id"))
+    select(*_CASE_TABLE.c, *_STRUCTURE_TABLE.c, *_CANDIDATE_TABLE.c)
+    .join_from(_CASE_TABLE, _STRUCTURE_TABLE, _STRUCTURE_TABLE.c.id == _CASE_TABLE.c.structure_id)
+    .join(_CANDIDATE_TABLE, _CANDIDATE_TABLE.c.id == _CASE_TABLE.c.candidate_id)
+    .where(_CASE_TABLE.c.id == bindparam("case_id"))
 )
-_LOAD_CASE_LOCKED = _LOAD_CASE.with_for_update(of=Case)
+_LOAD_CASE_LOCKED = _LOAD_CASE.with_for_update(of=_CASE_TABLE)
+#: each model of the loaded row, with its columns' names, in the row's order
+_LOADED = tuple(
+    (model, tuple(c.name for c in table.c))
+    for model, table in ((Case, _CASE_TABLE), (Structure, _STRUCTURE_TABLE), (Candidate, _CANDIDATE_TABLE))
+)
 #: The row lock of a case's candidate, taken before the case's own (see ``load_case``).
 _LOCK_CANDIDATE_OF_CASE = (
     select(Candidate.id)
@@ -105,7 +116,6 @@ _LOCK_CANDIDATE_OF_CASE = (
     .with_for_update(of=Candidate)
 )
 _TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
-_CASE_TABLE: Table = Case.__table__  # type: ignore[attr-defined]
 #: The columns a transition may change: all but the key, the version and the two parties.
 _CASE_FIELDS = tuple(c.name for c in _CASE_TABLE.c if c.name not in ("id", "version", "structure_id", "candidate_id"))
 _CASE_FIELD_SET = frozenset(_CASE_FIELDS)
@@ -145,10 +155,43 @@ def load_case(session: Session, case_id: int, *, lock: bool = False) -> tuple[Ca
     """
     if lock and session.get_bind().dialect.name != "sqlite":
         session.exec(_LOCK_CANDIDATE_OF_CASE, params={"case_id": case_id}).first()
-    row = session.exec(_LOAD_CASE_LOCKED if lock else _LOAD_CASE, params={"case_id": case_id}).first()
+    with session.no_autoflush:  # the effects write through Core: nothing of the ORM's is left to write first
+        row = prepared.first(session, _LOAD_CASE_LOCKED if lock else _LOAD_CASE, {"case_id": case_id})
     if row is None:
         raise NotFound(f"case {case_id} does not exist: `conum list` shows the cases")
-    return row
+    loaded = []
+    start = 0
+    for model, names in _LOADED:
+        end = start + len(names)
+        loaded.append(_persistent(session, model, dict(zip(names, row[start:end], strict=True))))
+        start = end
+    case, structure, candidate = loaded
+    return case, structure, candidate
+
+
+@cache
+def _mapper(model: type[Any]) -> Mapper[Any]:
+    configure_mappers()  # as the ORM's first query would (the attributes' instrumentation)
+    return inspect(model)
+
+
+def _persistent(session: Session, model: type[Any], values: dict[str, Any]) -> Any:
+    """The object of a row just read: the one the session holds already, else one made from ``values``.
+
+    What the ORM does when it loads a row, without its result machinery: an object the session holds is
+    returned as it is; else a new one is made as the ORM makes it (no ``__init__``), with the row's identity.
+    That one is left out of the session (detached): a transition writes the case itself, through
+    ``_write_case``, and nothing else of it; a later read in the same session reads the row again.
+    """
+    mapper = _mapper(model)
+    key = mapper.identity_key_from_primary_key((values["id"],))
+    held = session.identity_map.get(key)
+    if held is not None:
+        return held
+    obj = mapper.class_manager.new_instance()
+    obj.__dict__.update(values)
+    instance_state(obj).key = key
+    return obj
 
 
 def _write_case(session: Session, case: Case) -> None:
@@ -187,7 +230,7 @@ def _record(ctx: Context, source: str | None, dest: str) -> None:
         session, case, ctx.event, source, dest, ctx.actor, ctx.at, ctx.data, ctx.flow_run_id, ctx.created_by
     )  # chains the row: the case row written below holds its hash
     try:
-        if case in session and inspect(case).persistent:
+        if instance_state(case).key is not None:  # a row of the database (in the session or read apart)
             _write_case(session, case)
         else:
             session.add(case)

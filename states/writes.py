@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy.sql import Executable
 from sqlmodel import Session
 
+from states import prepared
 from states.errors import Conflict
 
 _KEY = "conum.deferred_writes"
@@ -75,10 +76,10 @@ class Chunk:
         self.log.clear()
         with session.no_autoflush:
             for statement, rows, guarded in grouped.values():
-                done = session.connection().execute(statement, rows)
-                if guarded and done.rowcount != len(rows):
+                changed = _execute(session, statement, rows)
+                if guarded and changed != len(rows):
                     raise ChunkConflict(
-                        f"{len(rows) - done.rowcount} row(s) of this chunk were changed by someone else "
+                        f"{len(rows) - changed} row(s) of this chunk were changed by someone else "
                         "meanwhile: the chunk is rolled back"
                     )
 
@@ -100,10 +101,17 @@ def write(session: Session, statement: Executable, params: Params | Sequence[Par
     if chunk is not None:
         chunk.add(statement, params, bool(conflict))
         return
-    # Core statements on the session's connection: the ORM's execution path would add nothing to them
-    done = session.connection().execute(statement, params)
-    if conflict and done.rowcount != (1 if isinstance(params, Mapping) else len(params)):
+    changed = _execute(session, statement, params)
+    if conflict and changed != (1 if isinstance(params, Mapping) else len(params)):
         raise Conflict(conflict)
+
+
+def _execute(session: Session, statement: Executable, params: Params | Sequence[Params]) -> int:
+    """Run a write on the driver directly (``states.prepared``), else as a Core statement; return its row count."""
+    changed = prepared.execute(session, statement, params)
+    if changed is None:
+        changed = session.connection().execute(statement, params).rowcount
+    return changed
 
 
 def flush_pending(session: Session) -> None:

@@ -1,0 +1,178 @@
+"""The statements of a transition, compiled once and run on the driver's own cursor.
+
+A transition runs the same few statements every time: load the case with its
+structure and candidate, write the case guarded by its version, insert its
+history row and its outbox rows. Through SQLAlchemy's execution path each of
+them costs several times what the driver itself takes (a transition through it
+was about seven times the same statements in plain SQL). ``Prepared`` keeps
+what SQLAlchemy compiled for the dialect — the SQL text, the order of the
+parameters, each column type's conversion of a value to and from the database —
+and runs it on the cursor of the session's own connection, in the session's
+transaction. Nothing else changes: the same text, the same conversions, the same
+transaction; a driver error goes through SQLAlchemy's handling (the same
+exception classes, a lost connection invalidated), and the listeners of
+``before_cursor_execute`` still see each statement.
+
+A statement it cannot run this way (a default computed in Python at execution,
+``RETURNING``, an expanding ``IN``) is refused when it is prepared: ``compile``
+returns None and the caller runs it through SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Dialect
+from sqlalchemy.sql import ClauseElement, Executable
+from sqlmodel import Session
+
+Params = Mapping[str, Any]
+_NO_DEFAULT = object()
+
+
+class Prepared:
+    """One statement compiled for one dialect and one set of parameter names."""
+
+    __slots__ = ("sql", "positional", "binds", "fixed", "columns")
+
+    def __init__(
+        self,
+        sql: str,
+        positional: bool,
+        binds: tuple[tuple[str, Callable[[Any], Any] | None, Any], ...],
+        columns: tuple[Callable[[Any], Any] | None, ...],
+    ) -> None:
+        self.sql, self.positional, self.binds, self.columns = sql, positional, binds, columns
+
+    def parameters(self, params: Params) -> Any:
+        """The driver's parameters for ``params``: a tuple (``?``) or a dict (``%(name)s``)."""
+        values = []
+        for name, process, default in self.binds:
+            value = params.get(name, default) if default is not _NO_DEFAULT else params[name]
+            values.append(process(value) if process is not None and value is not None else value)
+        if self.positional:
+            return tuple(values)
+        return {name: value for (name, _, _), value in zip(self.binds, values, strict=True)}
+
+    def row(self, raw: Sequence[Any]) -> list[Any]:
+        """A result row converted as SQLAlchemy converts it (dates read back from SQLite's text, say)."""
+        return [v if p is None or v is None else p(v) for p, v in zip(self.columns, raw, strict=True)]
+
+
+_CACHE: dict[tuple[int, str, tuple[str, ...]], Prepared | None] = {}
+
+
+def compile_for(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> Prepared | None:
+    """Compile ``statement`` for ``dialect`` with the parameters ``keys``; None if it cannot run as is."""
+    cache_key = (id(statement), dialect.name, keys)
+    if cache_key in _CACHE:
+        return _CACHE[cache_key]
+    prepared = _compile(statement, dialect, keys)
+    _CACHE[cache_key] = prepared
+    _KEEP.append(statement)  # the id stays this statement's: it is never collected
+    return prepared
+
+
+_KEEP: list[Executable] = []
+
+
+def _compile(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> Prepared | None:
+    assert isinstance(statement, ClauseElement)
+    compiled: Any = statement.compile(dialect=dialect, column_keys=list(keys))
+    if compiled.returning or compiled.has_out_parameters or getattr(compiled, "_numeric_binds", False):
+        return None
+    if any(b.expanding for b in compiled.binds.values()):
+        return None
+    defaults: dict[str, Any] = {}
+    for column in (*getattr(compiled, "insert_prefetch", ()), *getattr(compiled, "update_prefetch", ())):
+        default = column.default
+        if default is None or not default.is_scalar:
+            return None  # computed at execution: leave it to SQLAlchemy
+        defaults[column.key] = default.arg
+    processors = compiled._bind_processors
+    names = compiled.positiontup if dialect.positional else list(compiled.bind_names.values())
+    binds = []
+    # positional: one value per placeholder, a name used twice given twice; named: each name once
+    for name in names if dialect.positional else dict.fromkeys(names):
+        bind = compiled.binds[name]
+        if name in keys:
+            default: Any = _NO_DEFAULT
+        elif name in defaults:
+            default = defaults[name]
+        elif bind.callable is None and bind.value is not None:
+            default = bind.value  # a literal of the statement (``version + 1``)
+        else:
+            return None
+        binds.append((name, processors.get(name), default))
+    columns: list[Callable[[Any], Any] | None] = []
+    for entry in compiled._result_columns or ():
+        kind = entry[3]
+        columns.append(kind._cached_result_processor(dialect, None))
+    return Prepared(compiled.string, bool(dialect.positional), tuple(binds), tuple(columns))
+
+
+def _cursor(session: Session) -> tuple[Connection, Any]:
+    conn = session.connection()  # begins the session's transaction if it has not begun
+    return conn, conn.connection.driver_connection.cursor()
+
+
+def _run(conn: Connection, cursor: Any, sql: str, params: Any, many: bool) -> None:
+    dispatch = conn.dispatch
+    if dispatch.before_cursor_execute:
+        for listener in dispatch.before_cursor_execute:
+            listener(conn, cursor, sql, params, None, many)
+    try:
+        if many:
+            cursor.executemany(sql, params)
+        else:
+            cursor.execute(sql, params)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # SQLAlchemy's own handling: the same exception classes, a lost connection invalidated
+        conn._handle_dbapi_exception(exc, sql, params, cursor, None)
+
+
+def run_text(conn: Connection, sql: str) -> None:
+    """Run a statement without parameters (``BEGIN IMMEDIATE``) on the driver directly."""
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        _run(conn, cursor, sql, (), False)
+    finally:
+        cursor.close()
+
+
+def execute(session: Session, statement: Executable, params: Params | Sequence[Params]) -> int | None:
+    """Run a write with ``params`` (one set, or several as one ``executemany``); return the rows it changed.
+
+    None when the statement cannot run on the driver directly: the caller runs it through SQLAlchemy.
+    """
+    many = not isinstance(params, Mapping)
+    rows: Sequence[Params] = params if many else [params]  # type: ignore[list-item,assignment]
+    if not rows:
+        return 0
+    conn, cursor = _cursor(session)
+    prepared = compile_for(statement, conn.dialect, tuple(rows[0]))
+    if prepared is None:
+        return None
+    try:
+        if many:
+            _run(conn, cursor, prepared.sql, [prepared.parameters(r) for r in rows], True)
+        else:
+            _run(conn, cursor, prepared.sql, prepared.parameters(rows[0]), False)
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
+
+
+def first(session: Session, statement: Executable, params: Params) -> list[Any] | None:
+    """The first row of a query, converted as SQLAlchemy converts it, or None."""
+    conn, cursor = _cursor(session)
+    prepared = compile_for(statement, conn.dialect, tuple(params))
+    if prepared is None:
+        raise ValueError("this query cannot run on the driver directly")
+    try:
+        _run(conn, cursor, prepared.sql, prepared.parameters(params), False)
+        raw = cursor.fetchone()
+    finally:
+        cursor.close()
+    return None if raw is None else prepared.row(raw)
