@@ -14,7 +14,7 @@ exception classes, a lost connection invalidated), and the listeners of
 ``before_cursor_execute`` still see each statement.
 
 A statement it cannot run this way (a default computed in Python at execution,
-``RETURNING``, an expanding ``IN``) is refused when it is prepared: ``compile``
+an expanding ``IN``) is refused when it is prepared: ``compile``
 returns None and the caller runs it through SQLAlchemy.
 """
 
@@ -34,7 +34,7 @@ _NO_DEFAULT = object()
 class Prepared:
     """One statement compiled for one dialect and one set of parameter names."""
 
-    __slots__ = ("sql", "positional", "binds", "fixed", "columns")
+    __slots__ = ("binds", "columns", "positional", "sql")
 
     def __init__(
         self,
@@ -80,16 +80,16 @@ _KEEP: list[Executable] = []
 def _compile(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> Prepared | None:
     assert isinstance(statement, ClauseElement)
     compiled: Any = statement.compile(dialect=dialect, column_keys=list(keys))
-    if compiled.returning or compiled.has_out_parameters or getattr(compiled, "_numeric_binds", False):
+    if compiled.has_out_parameters or getattr(compiled, "_numeric_binds", False):
         return None
     if any(b.expanding for b in compiled.binds.values()):
         return None
     defaults: dict[str, Any] = {}
     for column in (*getattr(compiled, "insert_prefetch", ()), *getattr(compiled, "update_prefetch", ())):
-        default = column.default
-        if default is None or not default.is_scalar:
+        column_default = column.default
+        if column_default is None or not column_default.is_scalar:
             return None  # computed at execution: leave it to SQLAlchemy
-        defaults[column.key] = default.arg
+        defaults[column.key] = column_default.arg
     processors = compiled._bind_processors
     names = compiled.positiontup if dialect.positional else list(compiled.bind_names.values())
     binds = []
@@ -114,27 +114,38 @@ def _compile(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> 
 
 def _cursor(session: Session) -> tuple[Connection, Any]:
     conn = session.connection()  # begins the session's transaction if it has not begun
-    return conn, conn.connection.driver_connection.cursor()
+    return conn, _driver(conn).cursor()
+
+
+def _driver(conn: Connection) -> Any:
+    """The driver's own connection under ``conn`` (``sqlite3`` or ``psycopg``)."""
+    driver = conn.connection.driver_connection
+    if driver is None:
+        raise RuntimeError("the connection is closed")
+    return driver
 
 
 def _run(conn: Connection, cursor: Any, sql: str, params: Any, many: bool) -> None:
-    dispatch = conn.dispatch
-    if dispatch.before_cursor_execute:
-        for listener in dispatch.before_cursor_execute:
-            listener(conn, cursor, sql, params, None, many)
+    """Run on the cursor as SQLAlchemy would: its listeners first, any error through its handling."""
     try:
+        dispatch = conn.dispatch
+        if dispatch.before_cursor_execute:
+            for listener in dispatch.before_cursor_execute:
+                listener(conn, cursor, sql, params, None, many)
         if many:
             cursor.executemany(sql, params)
         else:
             cursor.execute(sql, params)
-    except conn.dialect.loaded_dbapi.Error as exc:
-        # SQLAlchemy's own handling: the same exception classes, a lost connection invalidated
+    except BaseException as exc:
+        if isinstance(exc, Exception) and not isinstance(exc, conn.dialect.loaded_dbapi.Error):
+            raise  # a value the driver cannot take (an int too large): as it comes, as through SQLAlchemy
+        # SQLAlchemy's own handling: the same exception classes, a lost or interrupted connection invalidated
         conn._handle_dbapi_exception(exc, sql, params, cursor, None)
 
 
 def run_text(conn: Connection, sql: str) -> None:
     """Run a statement without parameters (``BEGIN IMMEDIATE``) on the driver directly."""
-    cursor = conn.connection.driver_connection.cursor()
+    cursor = _driver(conn).cursor()
     try:
         _run(conn, cursor, sql, (), False)
     finally:

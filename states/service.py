@@ -11,18 +11,18 @@ A concurrent change of the same case raises ``Conflict``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, inspect, update
-from sqlalchemy.orm import Mapper, configure_mappers
+from sqlalchemy import insert
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from states import audit, prepared, writes
+from states import audit, rows, writes
 from states.clock import now, paris_day, show, utc
 from states.deadlines import Step, due_step, reschedule, start_clock, step_of
 from states.effects import announce, apply, tranches_of
@@ -32,6 +32,7 @@ from states.lifecycle import BY_NAME, COMMON_GUARDS, DEADLINE_CLOCK, OPENING, TE
 from states.machine import LIFECYCLE_VERSION, trigger
 from states.models import Candidate, Case, History, HistoryNote, Structure, Tranche
 from states.policy import Policy
+from states.rows import load_case
 from states.rules import GUARDS, Context, check, parse_actor
 
 __all__ = ["Step", "apply_due_step", "fire", "load_case", "parse_actor", "pay_case_tranches", "present"]
@@ -91,43 +92,7 @@ def _history(
     return insert
 
 
-# The statements the service runs on every transition are built once.
-_CASE_TABLE: Table = Case.__table__  # type: ignore[attr-defined]
-_STRUCTURE_TABLE: Table = Structure.__table__  # type: ignore[attr-defined]
-_CANDIDATE_TABLE: Table = Candidate.__table__  # type: ignore[attr-defined]
-#: a case with its structure and candidate, as plain columns (``states.prepared`` runs it on the driver)
-_LOAD_CASE = (
-    select(*_CASE_TABLE.c, *_STRUCTURE_TABLE.c, *_CANDIDATE_TABLE.c)
-    .join_from(_CASE_TABLE, _STRUCTURE_TABLE, _STRUCTURE_TABLE.c.id == _CASE_TABLE.c.structure_id)
-    .join(_CANDIDATE_TABLE, _CANDIDATE_TABLE.c.id == _CASE_TABLE.c.candidate_id)
-    .where(_CASE_TABLE.c.id == bindparam("case_id"))
-)
-_LOAD_CASE_LOCKED = _LOAD_CASE.with_for_update(of=_CASE_TABLE)
-#: each model of the loaded row, with its columns' names, in the row's order
-_LOADED = tuple(
-    (model, tuple(c.name for c in table.c))
-    for model, table in ((Case, _CASE_TABLE), (Structure, _STRUCTURE_TABLE), (Candidate, _CANDIDATE_TABLE))
-)
-#: The row lock of a case's candidate, taken before the case's own (see ``load_case``).
-_LOCK_CANDIDATE_OF_CASE = (
-    select(Candidate.id)
-    .join(Case, col(Case.candidate_id) == col(Candidate.id))
-    .where(col(Case.id) == bindparam("case_id"))
-    .with_for_update(of=Candidate)
-)
 _TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
-#: The columns a transition may change: all but the key, the version and the two parties.
-_CASE_FIELDS = tuple(c.name for c in _CASE_TABLE.c if c.name not in ("id", "version", "structure_id", "candidate_id"))
-_CASE_FIELD_SET = frozenset(_CASE_FIELDS)
-_CASE_BINDS = tuple((name, f"b_{name}") for name in _CASE_FIELDS)
-_SET_CHAIN_END = (
-    update(_CASE_TABLE).where(_CASE_TABLE.c.id == bindparam("case_id")).values(history_hash=bindparam("history_hash"))
-)
-_WRITE_CASE = (
-    update(_CASE_TABLE)
-    .where(_CASE_TABLE.c.id == bindparam("b_id"), _CASE_TABLE.c.version == bindparam("b_version"))
-    .values({**{name: bindparam(f"b_{name}") for name in _CASE_FIELDS}, "version": bindparam("b_version") + 1})
-)
 
 
 class _Subject:
@@ -143,81 +108,14 @@ for _name, _guard in GUARDS.items():
     setattr(_Subject, _name, lambda self, _event, guard=_guard: guard(self.ctx) is None)
 
 
-def load_case(session: Session, case_id: int, *, lock: bool = False) -> tuple[Case, Structure, Candidate]:
-    """Return a case with its structure and candidate, in one query; ``lock`` takes the row lock.
-
-    Lock order (PostgreSQL): the candidate's row, then the case's, then the structure's (``within_quota``),
-    then the candidate's other cases (signing withdraws them). Every transition takes them in that order,
-    so that two signings of one candidate, each closing the other's case, wait for each other instead of
-    deadlocking: the second finds its case withdrawn and is refused. The batch runs lock cases only
-    (``SKIP LOCKED``) and fire no event that takes a candidate's or a structure's lock. SQLite needs no
-    row lock: its write transactions run one at a time.
-    """
-    if lock and session.get_bind().dialect.name != "sqlite":
-        session.exec(_LOCK_CANDIDATE_OF_CASE, params={"case_id": case_id}).first()
-    with session.no_autoflush:  # the effects write through Core: nothing of the ORM's is left to write first
-        row = prepared.first(session, _LOAD_CASE_LOCKED if lock else _LOAD_CASE, {"case_id": case_id})
-    if row is None:
-        raise NotFound(f"case {case_id} does not exist: `conum list` shows the cases")
-    loaded = []
-    start = 0
-    for model, names in _LOADED:
-        end = start + len(names)
-        loaded.append(_persistent(session, model, dict(zip(names, row[start:end], strict=True))))
-        start = end
-    case, structure, candidate = loaded
-    return case, structure, candidate
+@lru_cache(maxsize=8)
+def _policy_digest(policy_json: str) -> str:
+    return audit.digest(json.loads(policy_json))
 
 
-@cache
-def _mapper(model: type[Any]) -> Mapper[Any]:
-    configure_mappers()  # as the ORM's first query would (the attributes' instrumentation)
-    return inspect(model)
-
-
-def _persistent(session: Session, model: type[Any], values: dict[str, Any]) -> Any:
-    """The object of a row just read: the one the session holds already, else one made from ``values``.
-
-    What the ORM does when it loads a row, without its result machinery: an object the session holds is
-    returned as it is; else a new one is made as the ORM makes it (no ``__init__``), with the row's identity.
-    That one is left out of the session (detached): a transition writes the case itself, through
-    ``_write_case``, and nothing else of it; a later read in the same session reads the row again.
-    """
-    mapper = _mapper(model)
-    key = mapper.identity_key_from_primary_key((values["id"],))
-    held = session.identity_map.get(key)
-    if held is not None:
-        return held
-    obj = mapper.class_manager.new_instance()
-    obj.__dict__.update(values)
-    instance_state(obj).key = key
-    return obj
-
-
-def _write_case(session: Session, case: Case) -> None:
-    """Write the whole case row and move its version, in one UPDATE guarded by the version it was read at.
-
-    What the ORM's flush of a versioned row does, as one prepared statement: the object is then marked
-    as written (no second UPDATE at the next flush). Raises ``Conflict`` when another transaction moved
-    the version meanwhile.
-    """
-    state = instance_state(case)
-    loaded = state.dict
-    version = case.version
-    values = {bind: loaded[name] if name in loaded else getattr(case, name) for name, bind in _CASE_BINDS}
-    with session.no_autoflush:  # else the session would first write the case itself
-        writes.write(
-            session,
-            _WRITE_CASE,
-            {**values, "b_id": case.id, "b_version": version},
-            conflict=f"case {case.id} was changed by someone else meanwhile: read it again and retry",
-        )
-    # every column a transition changes is written: the object is as its row now, nothing left to flush
-    # (marked at once as the session marks a row it has flushed, rather than column by column)
-    if not state.committed_state.keys() <= _CASE_FIELD_SET:
-        raise RuntimeError(f"a transition changed {sorted(state.committed_state)}: only {_CASE_FIELDS} are written")
-    loaded["version"] = version + 1
-    state._commit_all(loaded, state._instance_dict())
+def _policy_version(policy: Policy) -> str:
+    """The digest of the policy a case runs under (computed once per policy)."""
+    return _policy_digest(policy.model_dump_json())
 
 
 def _record(ctx: Context, source: str | None, dest: str) -> None:
@@ -231,7 +129,7 @@ def _record(ctx: Context, source: str | None, dest: str) -> None:
     )  # chains the row: the case row written below holds its hash
     try:
         if instance_state(case).key is not None:  # a row of the database (in the session or read apart)
-            _write_case(session, case)
+            rows.write_case(session, case)
         else:
             session.add(case)
         if session.new or session.deleted:  # effects write through Core; only a new case is left to the ORM
@@ -372,10 +270,10 @@ def present(
             f"{actor} may not present a candidate (rule: actor_may_fire): only {', '.join(OPENING.who)} may",
             rule="actor_may_fire",
         )
-    structure = session.get(Structure, structure_id)
+    structure = rows.get_row(session, 1, structure_id)
     if structure is None:
         raise NotFound(f"structure {structure_id} does not exist: add it with `conum structure add`")
-    candidate = session.get(Candidate, candidate_id)
+    candidate = rows.get_row(session, 2, candidate_id)
     if candidate is None:
         raise NotFound(f"candidate {candidate_id} does not exist: add it with `conum candidate add`")
     case = Case(
@@ -385,17 +283,16 @@ def present(
         last_at=at,
         presented_at=at,
         lifecycle_version=LIFECYCLE_VERSION,
-        policy_version=audit.digest(policy.model_dump(mode="json")),
+        policy_version=_policy_version(policy),
     )
     ctx = Context(session, case, structure, candidate, OPENING, actor, at, {}, policy, flow_run_id, created_by)
     check(ctx, OPENING.guards)
     start_clock(case, at, policy)
-    session.add(case)
-    session.flush()
+    rows.insert_case(session, case)
     announce(ctx)
     with session.no_autoflush:  # the end of the chain is written below without moving the version
         _history(session, case, OPENING, None, case.state, actor, at, {}, flow_run_id, created_by)()
-        session.execute(_SET_CHAIN_END, {"case_id": case.id, "history_hash": case.history_hash})
+        session.execute(rows.SET_CHAIN_END, {"case_id": case.id, "history_hash": case.history_hash})
     set_committed_value(case, "history_hash", case.history_hash)
     return case
 

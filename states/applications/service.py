@@ -19,7 +19,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 from transitions import Machine
 
-from states import audit
+from states import audit, writes
 from states.applications import rules
 from states.applications.models import Application, ApplicationHistory
 from states.applications.rules import GUARDS, AppContext, check_submission, decided_posts
@@ -84,7 +84,7 @@ def notify(ctx: AppContext, kind: str, recipients: tuple[str, ...], **extra: Any
         {"kind": kind, "recipient": r, "payload": payload, "created_at": ctx.at, "next_attempt_at": ctx.at}
         for r in recipients
     ]
-    ctx.session.execute(_OUTBOX_INSERT, rows)
+    writes.write(ctx.session, _OUTBOX_INSERT, rows)
 
 
 def _record(ctx: AppContext, source: str | None, dest: str) -> None:
@@ -111,7 +111,7 @@ def _record(ctx: AppContext, source: str | None, dest: str) -> None:
         session.flush()
     except StaleDataError:
         raise Conflict(f"application {app.id} was changed by someone else meanwhile: read it again and retry") from None
-    session.execute(_HISTORY_INSERT, row)
+    writes.write(session, _HISTORY_INSERT, row)
 
 
 def find_by_siret(session: Session, siret: str) -> Application | None:
