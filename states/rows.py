@@ -3,7 +3,7 @@
 A transition reads and writes the same few rows every time; these functions do it with the statements
 compiled once and run on the driver's cursor (``states.prepared``), in the caller's transaction. The
 objects are the models' own (``Case``, ``Structure``, ``Candidate``), made as the ORM makes them from a
-row, so that the domain reads and changes them as any model; the case is written back by ``write_case``,
+row, so that the domain reads and changes them as any model; the case is written back by ``CASE.write``,
 whole and guarded by its version.
 """
 
@@ -32,11 +32,6 @@ _LOAD_CASE = (
     .where(_CASE_TABLE.c.id == bindparam("case_id"))
 )
 _LOAD_CASE_LOCKED = _LOAD_CASE.with_for_update(of=_CASE_TABLE)
-#: each model of the loaded row, with its columns' names, in the row's order
-_LOADED = tuple(
-    (model, tuple(c.name for c in table.c))
-    for model, table in ((Case, _CASE_TABLE), (Structure, _STRUCTURE_TABLE), (Candidate, _CANDIDATE_TABLE))
-)
 #: The row lock of a case's candidate, taken before the case's own (see ``load_case``).
 _LOCK_CANDIDATE_OF_CASE = (
     select(Candidate.id)
@@ -45,18 +40,77 @@ _LOCK_CANDIDATE_OF_CASE = (
     .with_for_update(of=Candidate)
 )
 
-#: The columns a transition may change: all but the key, the version and the two parties.
-_CASE_FIELDS = tuple(c.name for c in _CASE_TABLE.c if c.name not in ("id", "version", "structure_id", "candidate_id"))
-_CASE_FIELD_SET = frozenset(_CASE_FIELDS)
-_CASE_BINDS = tuple((name, f"b_{name}") for name in _CASE_FIELDS)
 SET_CHAIN_END = (
     update(_CASE_TABLE).where(_CASE_TABLE.c.id == bindparam("case_id")).values(history_hash=bindparam("history_hash"))
 )
-_WRITE_CASE = (
-    update(_CASE_TABLE)
-    .where(_CASE_TABLE.c.id == bindparam("b_id"), _CASE_TABLE.c.version == bindparam("b_version"))
-    .values({**{name: bindparam(f"b_{name}") for name in _CASE_FIELDS}, "version": bindparam("b_version") + 1})
-)
+
+
+class Versioned:
+    """How a versioned row is written whole: one UPDATE of every column a transition may change (all but
+    the key, the version and ``fixed``), guarded by the version it was read at, which it moves."""
+
+    def __init__(self, table: Table, what: str, fixed: tuple[str, ...]) -> None:
+        self.what = what
+        self.fields = tuple(c.name for c in table.c if c.name not in ("id", "version", *fixed))
+        self.field_set = frozenset(self.fields)
+        self.binds = tuple((name, f"b_{name}") for name in self.fields)
+        self.statement = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.version == bindparam("b_version"))
+            .values({**{name: bindparam(f"b_{name}") for name in self.fields}, "version": bindparam("b_version") + 1})
+        )
+
+    def write(self, session: Session, obj: Any) -> None:
+        """Write the whole row of ``obj`` and move its version; ``Conflict`` if another transaction moved it.
+
+        What the ORM's flush of a versioned row does, as one prepared statement: the object is then marked
+        as written (no second UPDATE at the next flush).
+        """
+        state = instance_state(obj)
+        loaded = state.dict
+        version = obj.version
+        values = {bind: loaded[name] if name in loaded else getattr(obj, name) for name, bind in self.binds}
+        with session.no_autoflush:  # else the session would first write the object itself
+            writes.write(
+                session,
+                self.statement,
+                {**values, "b_id": obj.id, "b_version": version},
+                conflict=f"{self.what} {obj.id} was changed by someone else meanwhile: read it again and retry",
+            )
+        # every column a transition changes is written: the object is as its row now, nothing left to flush
+        # (marked at once as the session marks a row it has flushed, rather than column by column)
+        if not state.committed_state.keys() <= self.field_set:
+            raise RuntimeError(f"a transition changed {sorted(state.committed_state)}: only {self.fields} are written")
+        loaded["version"] = version + 1
+        state._commit_all(loaded, state._instance_dict())
+
+
+#: a case is written whole by its transitions; its two parties never change
+CASE = Versioned(_CASE_TABLE, "case", ("structure_id", "candidate_id"))
+
+
+def read_objects(session: Session, statement: Any, params: dict[str, Any], models: tuple[Any, ...]) -> list[Any] | None:
+    """Run a query of plain columns (each model's, in order) on the driver; return one object per model.
+
+    None when no row is found.
+    """
+    with session.no_autoflush:  # the effects write through Core: nothing of the ORM's is left to write first
+        row = prepared.first(session, statement, params)
+    if row is None:
+        return None
+    found = []
+    start = 0
+    for model in models:
+        names = _names(model)
+        end = start + len(names)
+        found.append(_persistent(session, model, dict(zip(names, row[start:end], strict=True))))
+        start = end
+    return found
+
+
+@cache
+def _names(model: Any) -> tuple[str, ...]:
+    return tuple(c.name for c in model.__table__.c)
 
 
 def load_case(session: Session, case_id: int, *, lock: bool = False) -> tuple[Case, Structure, Candidate]:
@@ -71,17 +125,12 @@ def load_case(session: Session, case_id: int, *, lock: bool = False) -> tuple[Ca
     """
     if lock and session.get_bind().dialect.name != "sqlite":
         prepared.first(session, _LOCK_CANDIDATE_OF_CASE, {"case_id": case_id})
-    with session.no_autoflush:  # the effects write through Core: nothing of the ORM's is left to write first
-        row = prepared.first(session, _LOAD_CASE_LOCKED if lock else _LOAD_CASE, {"case_id": case_id})
-    if row is None:
+    found = read_objects(
+        session, _LOAD_CASE_LOCKED if lock else _LOAD_CASE, {"case_id": case_id}, (Case, Structure, Candidate)
+    )
+    if found is None:
         raise NotFound(f"case {case_id} does not exist: `conum list` shows the cases")
-    loaded = []
-    start = 0
-    for model, names in _LOADED:
-        end = start + len(names)
-        loaded.append(_persistent(session, model, dict(zip(names, row[start:end], strict=True))))
-        start = end
-    case, structure, candidate = loaded
+    case, structure, candidate = found
     return case, structure, candidate
 
 
@@ -97,7 +146,7 @@ def _persistent(session: Session, model: Any, values: dict[str, Any]) -> Any:
     What the ORM does when it loads a row, without its result machinery: an object the session holds is
     returned as it is; else a new one is made as the ORM makes it (no ``__init__``), with the row's identity.
     That one is left out of the session (detached): a transition writes the case itself, through
-    ``write_case``, and nothing else of it; a later read in the same session reads the row again.
+    ``Versioned.write``, and nothing else of it; a later read in the same session reads the row again.
     """
     mapper = _mapper(model)
     key = mapper.identity_key_from_primary_key((values["id"],))
@@ -110,20 +159,21 @@ def _persistent(session: Session, model: Any, values: dict[str, Any]) -> Any:
     return obj
 
 
-#: a structure or a candidate by its key, as plain columns (``_get``)
-_BY_ID = {
-    i: select(*table.c).where(table.c.id == bindparam("row_id"))
-    for i, table in ((1, _STRUCTURE_TABLE), (2, _CANDIDATE_TABLE))
+#: a structure or a candidate by its key, as plain columns (``get_row``)
+_BY_ID: dict[Any, Any] = {
+    Structure: select(*_STRUCTURE_TABLE.c).where(_STRUCTURE_TABLE.c.id == bindparam("row_id")),
+    Candidate: select(*_CANDIDATE_TABLE.c).where(_CANDIDATE_TABLE.c.id == bindparam("row_id")),
 }
+
+
 _INSERT_CASE = insert(_CASE_TABLE).returning(_CASE_TABLE.c.id)
 _CASE_COLUMNS = tuple(c.name for c in _CASE_TABLE.c if c.name != "id")
 
 
-def get_row(session: Session, which: int, row_id: int) -> Any:
-    """The structure (``which`` 1) or candidate (2) of key ``row_id``, or None; read as ``load_case`` reads."""
-    model, names = _LOADED[which]
-    row = prepared.first(session, _BY_ID[which], {"row_id": row_id})
-    return None if row is None else _persistent(session, model, dict(zip(names, row, strict=True)))
+def get_row(session: Session, model: Any, row_id: int) -> Any:
+    """The structure or candidate of key ``row_id``, or None; read as ``load_case`` reads."""
+    found = read_objects(session, _BY_ID[model], {"row_id": row_id}, (model,))
+    return None if found is None else found[0]
 
 
 def insert_case(session: Session, case: Case) -> None:
@@ -136,29 +186,3 @@ def insert_case(session: Session, case: Case) -> None:
     loaded["id"] = row[0]
     state.key = _mapper(Case).identity_key_from_primary_key((row[0],))
     state._commit_all(loaded)
-
-
-def write_case(session: Session, case: Case) -> None:
-    """Write the whole case row and move its version, in one UPDATE guarded by the version it was read at.
-
-    What the ORM's flush of a versioned row does, as one prepared statement: the object is then marked
-    as written (no second UPDATE at the next flush). Raises ``Conflict`` when another transaction moved
-    the version meanwhile.
-    """
-    state = instance_state(case)
-    loaded = state.dict
-    version = case.version
-    values = {bind: loaded[name] if name in loaded else getattr(case, name) for name, bind in _CASE_BINDS}
-    with session.no_autoflush:  # else the session would first write the case itself
-        writes.write(
-            session,
-            _WRITE_CASE,
-            {**values, "b_id": case.id, "b_version": version},
-            conflict=f"case {case.id} was changed by someone else meanwhile: read it again and retry",
-        )
-    # every column a transition changes is written: the object is as its row now, nothing left to flush
-    # (marked at once as the session marks a row it has flushed, rather than column by column)
-    if not state.committed_state.keys() <= _CASE_FIELD_SET:
-        raise RuntimeError(f"a transition changed {sorted(state.committed_state)}: only {_CASE_FIELDS} are written")
-    loaded["version"] = version + 1
-    state._commit_all(loaded, state._instance_dict())

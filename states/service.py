@@ -129,7 +129,7 @@ def _record(ctx: Context, source: str | None, dest: str) -> None:
     )  # chains the row: the case row written below holds its hash
     try:
         if instance_state(case).key is not None:  # a row of the database (in the session or read apart)
-            rows.write_case(session, case)
+            rows.CASE.write(session, case)
         else:
             session.add(case)
         if session.new or session.deleted:  # effects write through Core; only a new case is left to the ORM
@@ -270,10 +270,10 @@ def present(
             f"{actor} may not present a candidate (rule: actor_may_fire): only {', '.join(OPENING.who)} may",
             rule="actor_may_fire",
         )
-    structure = rows.get_row(session, 1, structure_id)
+    structure = rows.get_row(session, Structure, structure_id)
     if structure is None:
         raise NotFound(f"structure {structure_id} does not exist: add it with `conum structure add`")
-    candidate = rows.get_row(session, 2, candidate_id)
+    candidate = rows.get_row(session, Candidate, candidate_id)
     if candidate is None:
         raise NotFound(f"candidate {candidate_id} does not exist: add it with `conum candidate add`")
     case = Case(
