@@ -5,11 +5,11 @@
     .venv/bin/python bench/bench_floor.py pay --cases 100000
 
 - *transition*: the ``select`` event through ``service.fire``, one write
-  transaction each (the history row included; ``select`` queues no outbox
-  row), against the same statements through the driver (``sqlite3`` or
+  transaction each (the history row and the two outbox rows ``select`` queues
+  included), against the same statements through the driver (``sqlite3`` or
   ``psycopg``, no SQLAlchemy): lock and read the case with its structure and
-  candidate, write the case guarded by its version, insert the history row,
-  commit. SQLite by default, PostgreSQL with ``--db`` (a scratch database
+  candidate, write the case guarded by its version, insert the history row and
+  the outbox rows, commit. SQLite by default, PostgreSQL with ``--db`` (a scratch database
   there, dropped at the end).
 - *sweep*: ``--cases`` open cases of which a tenth have their day-10 reminder
   due; ``batch.sweep`` against the same reads, updates and inserts (case,
@@ -237,7 +237,8 @@ def _hash(*parts: Any) -> str:
 
 
 def plain_select(db: Plain, case_id: int, at: datetime) -> None:
-    """One ``select`` transition as plain SQL: lock and read, write the case on its version, the history row."""
+    """One ``select`` transition as plain SQL: lock and read, write the case on its version, the history row,
+    the two outbox rows (the candidate and the structure are told)."""
     db.run(db.begin)
     row = db.one(_LOAD + "WHERE c.id = ?" + db.lock, (case_id,))
     digest = _hash(case_id, "select", at, row[5])
@@ -249,6 +250,10 @@ def plain_select(db: Plain, case_id: int, at: datetime) -> None:
     )
     assert done == 1
     db.run(_HISTORY, (case_id, "select", row[2], "selected", "admin", at, "{}", None, row[5], digest))
+    payload = json.dumps(
+        {"case_id": case_id, "structure_name": row[6], "departement": row[7], "name": row[8], "state": "selected"}
+    )
+    db.many(_OUTBOX, [(case_id, "selected", who, payload, at, at) for who in ("candidate", "structure")])
     db.run("COMMIT")
 
 

@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Column, Index, Integer, UniqueConstraint
+from sqlalchemy.orm import configure_mappers
 from sqlmodel import Field, SQLModel
 
 
@@ -49,7 +50,37 @@ class TrainingOrg(SQLModel, table=True):
 _version = Column("version", Integer, nullable=False)
 
 
-class Case(SQLModel, table=True):
+class Tracked:
+    """A faster attribute set for the rows a transition changes column after column.
+
+    A model's ``__setattr__`` (SQLModel's) records the change for SQLAlchemy, then sets the value again
+    through pydantic; for a column the second only notes the field as set. This does both, once: the
+    same change recorded (``committed_state``), the same value, the same fields set.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        impls = _IMPLS.get(self.__class__) or _impls(self.__class__)
+        impl = impls.get(name)
+        if impl is None:
+            super().__setattr__(name, value)
+            return
+        state = self._sa_instance_state  # type: ignore[attr-defined]
+        impl.set(state, state.dict, value, None)
+        self.__pydantic_fields_set__.add(name)  # type: ignore[attr-defined]
+
+
+_IMPLS: dict[type, dict[str, Any]] = {}
+
+
+def _impls(model: type) -> dict[str, Any]:
+    """The SQLAlchemy attribute of each column of ``model`` (once its mapping is configured)."""
+    configure_mappers()
+    manager = model._sa_class_manager  # type: ignore[attr-defined]
+    found = _IMPLS[model] = {key: manager[key].impl for key in manager}
+    return found
+
+
+class Case(Tracked, SQLModel, table=True):
     """One recruitment: a candidate presented to a structure, up to the last tranche."""
 
     __tablename__ = "recruitment_case"

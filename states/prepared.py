@@ -45,15 +45,33 @@ class Prepared:
     ) -> None:
         self.sql, self.positional, self.binds, self.columns = sql, positional, binds, columns
 
-    def parameters(self, params: Params) -> Any:
-        """The driver's parameters for ``params``: a tuple (``?``) or a dict (``%(name)s``)."""
+    def convert(self, params: Params, before: tuple[Params, list[Any]] | None = None) -> list[Any]:
+        """The values of ``params``, in the statement's order, each converted as its column's type says.
+
+        ``before`` is the previous parameter set of an ``executemany`` with its converted values: a value
+        that is the very same object as there (the payload every recipient of a notification shares) is
+        not converted again.
+        """
         values = []
-        for name, process, default in self.binds:
+        for i, (name, process, default) in enumerate(self.binds):
             value = params.get(name, default) if default is not _NO_DEFAULT else params[name]
-            values.append(process(value) if process is not None and value is not None else value)
+            if process is None or value is None:
+                values.append(value)
+            elif before is not None and before[0].get(name, _NO_DEFAULT) is value:
+                values.append(before[1][i])
+            else:
+                values.append(process(value))
+        return values
+
+    def shape(self, values: list[Any]) -> Any:
+        """The driver's parameters: a tuple (``?``) or a dict (``%(name)s``)."""
         if self.positional:
             return tuple(values)
         return {name: value for (name, _, _), value in zip(self.binds, values, strict=True)}
+
+    def parameters(self, params: Params) -> Any:
+        """The driver's parameters for ``params``."""
+        return self.shape(self.convert(params))
 
     def row(self, raw: Sequence[Any]) -> list[Any]:
         """A result row converted as SQLAlchemy converts it (dates read back from SQLite's text, say)."""
@@ -112,9 +130,26 @@ def _compile(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> 
     return Prepared(compiled.string, bool(dialect.positional), tuple(binds), tuple(columns))
 
 
-def _cursor(session: Session) -> tuple[Connection, Any]:
-    conn = session.connection()  # begins the session's transaction if it has not begun
-    return conn, _driver(conn).cursor()
+_CONNECTION = "conum.connection"
+
+
+class _Held:
+    """The connection of a session's transaction, and its ``before_cursor_execute`` listeners, asked once."""
+
+    __slots__ = ("conn", "listeners", "transaction")
+
+    def __init__(self, transaction: Any, conn: Connection) -> None:
+        self.transaction, self.conn = transaction, conn
+        self.listeners = list(conn.dispatch.before_cursor_execute)
+
+
+def _held(session: Session) -> _Held:
+    transaction = session.get_transaction()
+    held = session.info.get(_CONNECTION)
+    if transaction is None or held is None or held.transaction is not transaction:
+        conn = session.connection()  # begins the session's transaction if it has not begun
+        held = session.info[_CONNECTION] = _Held(session.get_transaction(), conn)
+    return held
 
 
 def _driver(conn: Connection) -> Any:
@@ -125,13 +160,11 @@ def _driver(conn: Connection) -> Any:
     return driver
 
 
-def _run(conn: Connection, cursor: Any, sql: str, params: Any, many: bool) -> None:
+def _run(conn: Connection, cursor: Any, sql: str, params: Any, many: bool, listeners: list[Any] | None = None) -> None:
     """Run on the cursor as SQLAlchemy would: its listeners first, any error through its handling."""
     try:
-        dispatch = conn.dispatch
-        if dispatch.before_cursor_execute:
-            for listener in dispatch.before_cursor_execute:
-                listener(conn, cursor, sql, params, None, many)
+        for listener in conn.dispatch.before_cursor_execute if listeners is None else listeners:
+            listener(conn, cursor, sql, params, None, many)
         if many:
             cursor.executemany(sql, params)
         else:
@@ -161,15 +194,23 @@ def execute(session: Session, statement: Executable, params: Params | Sequence[P
     rows: Sequence[Params] = params if many else [params]  # type: ignore[list-item,assignment]
     if not rows:
         return 0
-    conn, cursor = _cursor(session)
+    held = _held(session)
+    conn = held.conn
     prepared = compile_for(statement, conn.dialect, tuple(rows[0]))
     if prepared is None:
         return None
+    cursor = _driver(conn).cursor()
     try:
         if many:
-            _run(conn, cursor, prepared.sql, [prepared.parameters(r) for r in rows], True)
+            converted = []
+            previous: tuple[Params, list[Any]] | None = None
+            for r in rows:
+                values = prepared.convert(r, previous)
+                previous = (r, values)
+                converted.append(prepared.shape(values))
+            _run(conn, cursor, prepared.sql, converted, True, held.listeners)
         else:
-            _run(conn, cursor, prepared.sql, prepared.parameters(rows[0]), False)
+            _run(conn, cursor, prepared.sql, prepared.parameters(rows[0]), False, held.listeners)
         return int(cursor.rowcount)
     finally:
         cursor.close()
@@ -177,12 +218,14 @@ def execute(session: Session, statement: Executable, params: Params | Sequence[P
 
 def first(session: Session, statement: Executable, params: Params) -> list[Any] | None:
     """The first row of a query, converted as SQLAlchemy converts it, or None."""
-    conn, cursor = _cursor(session)
+    held = _held(session)
+    conn = held.conn
     prepared = compile_for(statement, conn.dialect, tuple(params))
     if prepared is None:
         raise ValueError("this query cannot run on the driver directly")
+    cursor = _driver(conn).cursor()
     try:
-        _run(conn, cursor, prepared.sql, prepared.parameters(params), False)
+        _run(conn, cursor, prepared.sql, prepared.parameters(params), False, held.listeners)
         raw = cursor.fetchone()
     finally:
         cursor.close()

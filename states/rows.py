@@ -46,18 +46,36 @@ SET_CHAIN_END = (
 
 
 class Versioned:
-    """How a versioned row is written whole: one UPDATE of every column a transition may change (all but
-    the key, the version and ``fixed``), guarded by the version it was read at, which it moves."""
+    """How a versioned row is written: one UPDATE guarded by the version it was read at, which it moves.
+
+    A transition alone writes the columns it changed; in a batch chunk every column a transition may
+    change (all but the key, the version and ``fixed``) is written, so that the chunk's writes of a table
+    are one statement, run once with every case's values.
+    """
 
     def __init__(self, table: Table, what: str, fixed: tuple[str, ...]) -> None:
         self.what = what
         self.fields = tuple(c.name for c in table.c if c.name not in ("id", "version", *fixed))
         self.field_set = frozenset(self.fields)
         self.binds = tuple((name, f"b_{name}") for name in self.fields)
-        self.statement = (
+        self.table = table
+        self.statement = self._update(self.fields)
+        self._by_columns: dict[frozenset[str], tuple[Any, tuple[tuple[str, str], ...]]] = {}
+
+    def _changed(self, names: frozenset[str]) -> tuple[Any, tuple[tuple[str, str], ...]]:
+        """The UPDATE of the columns ``names`` (and the version), built once per set of columns."""
+        found = self._by_columns.get(names)
+        if found is None:
+            binds = tuple((name, bind) for name, bind in self.binds if name in names)
+            found = self._by_columns[names] = (self._update({name for name, _ in binds}), binds)
+        return found
+
+    def _update(self, names: set[str] | tuple[str, ...]) -> Any:
+        table = self.table
+        return (
             update(table)
             .where(table.c.id == bindparam("b_id"), table.c.version == bindparam("b_version"))
-            .values({**{name: bindparam(f"b_{name}") for name in self.fields}, "version": bindparam("b_version") + 1})
+            .values({**{name: bindparam(f"b_{name}") for name in names}, "version": bindparam("b_version") + 1})
         )
 
     def write(self, session: Session, obj: Any) -> None:
@@ -69,18 +87,23 @@ class Versioned:
         state = instance_state(obj)
         loaded = state.dict
         version = obj.version
-        values = {bind: loaded[name] if name in loaded else getattr(obj, name) for name, bind in self.binds}
+        changed = state.committed_state.keys()
+        if not changed <= self.field_set:
+            raise RuntimeError(f"a transition changed {sorted(changed)}: only {self.fields} are written")
+        if writes.pending(session) is None:  # alone: the columns it changed, as the ORM's flush writes them
+            statement, binds = self._changed(frozenset(changed))
+        else:  # a batch chunk: the whole row, one statement for all its cases' writes (one executemany)
+            statement, binds = self.statement, self.binds
+        values = {bind: loaded[name] if name in loaded else getattr(obj, name) for name, bind in binds}
         with session.no_autoflush:  # else the session would first write the object itself
             writes.write(
                 session,
-                self.statement,
+                statement,
                 {**values, "b_id": obj.id, "b_version": version},
                 conflict=f"{self.what} {obj.id} was changed by someone else meanwhile: read it again and retry",
             )
-        # every column a transition changes is written: the object is as its row now, nothing left to flush
+        # every column the transition changed is written: the object is as its row now, nothing left to flush
         # (marked at once as the session marks a row it has flushed, rather than column by column)
-        if not state.committed_state.keys() <= self.field_set:
-            raise RuntimeError(f"a transition changed {sorted(state.committed_state)}: only {self.fields} are written")
         loaded["version"] = version + 1
         state._commit_all(loaded, state._instance_dict())
 

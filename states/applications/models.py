@@ -8,10 +8,12 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, Column, Index, Integer
 from sqlmodel import Field, SQLModel
 
+from states.models import Tracked
+
 _version = Column("version", Integer, nullable=False)
 
 
-class Application(SQLModel, table=True):
+class Application(Tracked, SQLModel, table=True):
     """A structure's application for posts, from its submission to its convention and later changes."""
 
     __table_args__ = (Index("ix_application_due", "due_at"),)
