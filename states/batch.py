@@ -36,6 +36,7 @@ from states.errors import ConumError
 from states.lifecycle import State
 from states.models import Candidate, Case, Structure, Tranche
 from states.policy import Policy
+from states.rows import columns, read_all
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -157,18 +158,26 @@ def _chunks(
     savepoint of its own, which names the changed case and writes the others once.
     """
     one_by_one = False
+    # the chunk's cases as plain columns, read on the driver (``states.rows``) while none is skipped
+    plain = due.with_only_columns(*_COLUMNS).limit(chunk)
+    if not is_sqlite(engine):
+        plain = plain.with_for_update(skip_locked=True, of=Case)
     while True:
         results: list[Any] = []
         failed: dict[int, str] = {}
         idle: set[int] = set()
         try:
             with write_session(engine) as session:
-                q = due.limit(chunk)
-                if skip:
-                    q = q.where(col(Case.id).not_in(skip))
-                if not is_sqlite(engine):
-                    q = q.with_for_update(skip_locked=True, of=Case)
-                rows = session.exec(q).all()
+                found = None if skip else read_all(session, plain, {}, _MODELS)
+                if found is not None:
+                    rows: Sequence[Any] = found
+                else:
+                    q = due.limit(chunk)
+                    if skip:
+                        q = q.where(col(Case.id).not_in(skip))
+                    if not is_sqlite(engine):
+                        q = q.with_for_update(skip_locked=True, of=Case)
+                    rows = session.exec(q).all()
                 if not rows:
                     return
                 if prepare:
@@ -183,7 +192,8 @@ def _chunks(
                                 did = work(session, case, (structure, candidate))
                             except ConumError as exc:
                                 pending.undo(mark)  # none of this case's writes
-                                session.expunge(case)  # nor what its failed transition left in memory
+                                if case in session:
+                                    session.expunge(case)  # nor what its failed transition left in memory
                                 failed[case.id or 0] = str(exc)
                                 continue
                             if not did:
@@ -227,6 +237,10 @@ def _one_by_one(
         if not did:
             idle.add(case.id or 0)
         results.extend(did)
+
+
+_MODELS = (Case, Structure, Candidate)
+_COLUMNS = columns(*_MODELS)
 
 
 def _due(*where: Any) -> Select[Case, Structure, Candidate]:

@@ -20,6 +20,7 @@ returns None and the caller runs it through SQLAlchemy.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -78,21 +79,24 @@ class Prepared:
         return [v if p is None or v is None else p(v) for p, v in zip(self.columns, raw, strict=True)]
 
 
-_CACHE: dict[tuple[int, str, tuple[str, ...]], Prepared | None] = {}
+#: compiled statements, by the statement's identity: the statement is held with its entry, so that its
+#: identity is not another's while the entry lives; the least recently used go beyond ``_CACHE_SIZE``
+_CACHE: OrderedDict[tuple[int, str, tuple[str, ...]], tuple[Executable, Prepared | None]] = OrderedDict()
+_CACHE_SIZE = 256
 
 
 def compile_for(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> Prepared | None:
     """Compile ``statement`` for ``dialect`` with the parameters ``keys``; None if it cannot run as is."""
     cache_key = (id(statement), dialect.name, keys)
-    if cache_key in _CACHE:
-        return _CACHE[cache_key]
+    entry = _CACHE.get(cache_key)
+    if entry is not None and entry[0] is statement:
+        _CACHE.move_to_end(cache_key)
+        return entry[1]
     prepared = _compile(statement, dialect, keys)
-    _CACHE[cache_key] = prepared
-    _KEEP.append(statement)  # the id stays this statement's: it is never collected
+    _CACHE[cache_key] = (statement, prepared)
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
     return prepared
-
-
-_KEEP: list[Executable] = []
 
 
 def _compile(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> Prepared | None:
@@ -218,15 +222,27 @@ def execute(session: Session, statement: Executable, params: Params | Sequence[P
 
 def first(session: Session, statement: Executable, params: Params) -> list[Any] | None:
     """The first row of a query, converted as SQLAlchemy converts it, or None."""
+    found = _query(session, statement, params, one=True)
+    if found is None:
+        raise ValueError("this query cannot run on the driver directly")
+    return found[0] if found else None
+
+
+def rows(session: Session, statement: Executable, params: Params) -> list[list[Any]] | None:
+    """Every row of a query, converted as SQLAlchemy converts them; None if it cannot run on the driver."""
+    return _query(session, statement, params, one=False)
+
+
+def _query(session: Session, statement: Executable, params: Params, one: bool) -> list[list[Any]] | None:
     held = _held(session)
     conn = held.conn
     prepared = compile_for(statement, conn.dialect, tuple(params))
     if prepared is None:
-        raise ValueError("this query cannot run on the driver directly")
+        return None
     cursor = _driver(conn).cursor()
     try:
         _run(conn, cursor, prepared.sql, prepared.parameters(params), False, held.listeners)
-        raw = cursor.fetchone()
+        raw = cursor.fetchmany(1) if one else cursor.fetchall()
     finally:
         cursor.close()
-    return None if raw is None else prepared.row(raw)
+    return [prepared.row(r) for r in raw]

@@ -119,8 +119,25 @@ def read_objects(session: Session, statement: Any, params: dict[str, Any], model
     """
     with session.no_autoflush:  # the effects write through Core: nothing of the ORM's is left to write first
         row = prepared.first(session, statement, params)
-    if row is None:
-        return None
+    return None if row is None else _objects(session, row, models)
+
+
+def read_all(
+    session: Session, statement: Any, params: dict[str, Any], models: tuple[Any, ...]
+) -> list[list[Any]] | None:
+    """Every row of a query of plain columns, each as one object per model; None if the query cannot run
+    on the driver directly (the caller then runs it through the ORM)."""
+    with session.no_autoflush:
+        found = prepared.rows(session, statement, params)
+    return None if found is None else [_objects(session, row, models) for row in found]
+
+
+def columns(*models: Any) -> list[Any]:
+    """The columns of ``models``, in order: what ``read_objects`` and ``read_all`` expect of a query."""
+    return [c for model in models for c in model.__table__.c]
+
+
+def _objects(session: Session, row: list[Any], models: tuple[Any, ...]) -> list[Any]:
     found = []
     start = 0
     for model in models:
