@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 from collections.abc import Callable
+from concurrent.futures import Future
 from decimal import Decimal
 from typing import Any, Literal, get_args
 from uuid import UUID
@@ -32,9 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import SkipJsonSchema
 from sqlmodel import col, select
 
-from flows.common import artifact_key, engine, instant, markdown, policy
+from flows.common import artifact_key, engine, in_background, instant, markdown, policy
 from states import service
-from states.casepage import page_markdown, state_label, summary
+from states.casepage import render, state_label, summary
 from states.db import read_session, write_session
 from states.errors import ConumError, NotFound
 from states.eventdata import EventData
@@ -158,23 +159,24 @@ def creator(created_by: Any) -> str | None:
     return f"{one_line(kind)}:{one_line(name)}"
 
 
-def tag_and_read_creator(*tags: str) -> str | None:
-    """Add ``tags`` to the current flow run and return who created it (see ``creator``).
+def run_creator() -> str | None:
+    """Return who created the current flow run (see ``creator``).
 
     The creator is read from the run the engine loaded when it started (no second call to the server).
     """
-    tag_run(*tags)
     context = FlowRunContext.get()
     run = context.flow_run if context is not None else None
     return creator(run.created_by if run is not None else None)
 
 
-def publish_page(case_id: int) -> str:
-    """Refresh the case's page (artifact ``case-<id>``); return its one-line French summary."""
+def publish_page(case_id: int, view: dict[str, Any] | None = None) -> str:
+    """Refresh the case's page (artifact ``case-<id>``); return its one-line French summary.
+
+    ``view`` is the case as the action's transaction left it (``case_view``), when the caller has it.
+    """
     with read_session(engine()) as session:
-        page = case_page(session, case_id)
-        text = page_markdown(session, case_id)
-    markdown(artifact_key("case", case_id), text, f"Dossier n° {case_id} — {state_label(page['state'])}")
+        page = case_page(session, case_id, view)
+    markdown(artifact_key("case", case_id), render(page), f"Dossier n° {case_id} — {state_label(page['state'])}")
     return summary(page, plain=True)
 
 
@@ -190,10 +192,13 @@ def act(case_id: int, event: str, actor: str, data: dict[str, Any], at: dt.datet
     """
     logger = get_run_logger()
     state: str | None = None
+    tagging: Future[None] | None = None
     try:
         structure_id, departement, state = where(case_id)
+        # the run is tagged while the transition runs; it waits for it before it ends (below)
+        tagging = in_background(tag_run, f"case:{case_id}", f"departement:{departement}")
         # the creator goes beside the declared actor, where the server knows who created the run
-        created_by = tag_and_read_creator(f"case:{case_id}", f"departement:{departement}")
+        created_by = run_creator()
         with write_session(engine()) as session:
             case = service.fire(
                 session,
@@ -212,6 +217,9 @@ def act(case_id: int, event: str, actor: str, data: dict[str, Any], at: dt.datet
         logger.error("%s", line)
         logger.info("détail : %s", one_line(str(exc)))
         return Failed(message=line)
+    finally:
+        if tagging is not None:
+            tagging.result()  # a failure to tag fails the run, as it did inline
     step = view["history"][-1]
     emit_event(
         event=f"conum.case.{event}",
@@ -222,7 +230,7 @@ def act(case_id: int, event: str, actor: str, data: dict[str, Any], at: dt.datet
         ],
         payload={"case_id": case_id, "from": step["from"], "to": step["to"], "actor": actor, "at": step["at"]},
     )
-    line = publish_page(case_id)
+    line = publish_page(case_id, view)
     logger.info("%s : %s → %s. %s", BY_NAME[event].label, state_label(step["from"]), state_label(step["to"]), line)
     return Completed(message=line, data=view)
 

@@ -17,9 +17,11 @@ saves about a second per run.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, cast
@@ -145,3 +147,13 @@ def fail_if_held(held: Sequence[int], run_name: str) -> None:
             f"{len(held)} dossier(s) dû(s) verrouillé(s) par une autre exécution ou action n'ont pas été traités "
             f"({shown}) : relancez {run_name} une fois celle-ci terminée"
         )
+
+
+#: Threads for a call to the Prefect API that need not hold up the run (``in_background``).
+_BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="conum-api")
+
+
+def in_background(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Start ``fn(*args)`` in a thread, in the run's context (its client, its run); the caller waits for
+    it (``.result()``) before the run ends, so that a failure of it fails the run as if it ran inline."""
+    return _BACKGROUND.submit(contextvars.copy_context().run, fn, *args)

@@ -137,13 +137,17 @@ def lifecycle_path(state: str, visited: list[str]) -> list[dict[str, Any]]:
     return steps
 
 
-def case_page(session: Session, case_id: int) -> dict[str, Any]:
-    """Return everything a case's page shows: the case, its parties by name, its path and history."""
+def case_page(session: Session, case_id: int, view: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Return everything a case's page shows: the case, its parties by name, its path and history.
+
+    ``view`` is the case's ``case_view`` when the caller has just read it (in a transaction that has
+    committed since): it is not read again.
+    """
     from states.models import TrainingOrg
     from states.service import load_case
 
     case, structure, candidate = load_case(session, case_id)
-    view = case_view(session, case)
+    view = case_view(session, case) if view is None else dict(view)
     org = session.get(TrainingOrg, case.training_org_id) if case.training_org_id else None
     view.update(
         {
