@@ -117,10 +117,12 @@ def test_a_driver_error_is_sqlalchemys_and_changes_nothing(any_engine: Engine) -
         prepared.execute(s, statement, row)
         prepared.execute(s, statement, row)  # the same (case, number) twice
     # and a write transaction says what already exists, as for any duplicate
-    with pytest.raises(Conflict, match="a tranche with .*case_id, number.* already exists"):
-        with write_session(any_engine) as s:
-            prepared.execute(s, statement, row)
-            prepared.execute(s, statement, row)
+    with (
+        pytest.raises(Conflict, match=r"a tranche with .*case_id, number.* already exists"),
+        write_session(any_engine) as s,
+    ):
+        prepared.execute(s, statement, row)
+        prepared.execute(s, statement, row)
     with Session(any_engine) as s:
         assert s.exec(select(Tranche)).all() == []
 
