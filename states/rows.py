@@ -48,9 +48,8 @@ SET_CHAIN_END = (
 class Versioned:
     """How a versioned row is written: one UPDATE guarded by the version it was read at, which it moves.
 
-    A transition alone writes the columns it changed; in a batch chunk every column a transition may
-    change (all but the key, the version and ``fixed``) is written, so that the chunk's writes of a table
-    are one statement, run once with every case's values.
+    A transition writes the columns it changed, as the ORM's flush does: one statement per set of
+    columns, built once. Any other column (the key, the version, ``fixed``) changed is refused.
     """
 
     def __init__(self, table: Table, what: str, fixed: tuple[str, ...]) -> None:
@@ -59,7 +58,6 @@ class Versioned:
         self.field_set = frozenset(self.fields)
         self.binds = tuple((name, f"b_{name}") for name in self.fields)
         self.table = table
-        self.statement = self._update(self.fields)
         self._by_columns: dict[frozenset[str], tuple[Any, tuple[tuple[str, str], ...]]] = {}
 
     def _changed(self, names: frozenset[str]) -> tuple[Any, tuple[tuple[str, str], ...]]:
@@ -90,10 +88,7 @@ class Versioned:
         changed = state.committed_state.keys()
         if not changed <= self.field_set:
             raise RuntimeError(f"a transition changed {sorted(changed)}: only {self.fields} are written")
-        if writes.pending(session) is None:  # alone: the columns it changed, as the ORM's flush writes them
-            statement, binds = self._changed(frozenset(changed))
-        else:  # a batch chunk: the whole row, one statement for all its cases' writes (one executemany)
-            statement, binds = self.statement, self.binds
+        statement, binds = self._changed(frozenset(changed))  # the columns it changed, as the ORM writes them
         values = {bind: loaded[name] if name in loaded else getattr(obj, name) for name, bind in binds}
         with session.no_autoflush:  # else the session would first write the object itself
             writes.write(
@@ -129,7 +124,10 @@ def read_all(
     on the driver directly (the caller then runs it through the ORM)."""
     with session.no_autoflush:
         found = prepared.rows(session, statement, params)
-    return None if found is None else [_objects(session, row, models) for row in found]
+    if found is None:
+        return None
+    seen: dict[tuple[Any, Any], Any] = {}  # one object per row, as the ORM's identity map gives
+    return [_objects(session, row, models, seen) for row in found]
 
 
 def columns(*models: Any) -> list[Any]:
@@ -137,20 +135,32 @@ def columns(*models: Any) -> list[Any]:
     return [c for model in models for c in model.__table__.c]
 
 
-def _objects(session: Session, row: list[Any], models: tuple[Any, ...]) -> list[Any]:
+def _objects(
+    session: Session, row: list[Any], models: tuple[Any, ...], seen: dict[tuple[Any, Any], Any] | None = None
+) -> list[Any]:
+    """One object per model of ``row``; ``seen`` holds those already made for the same query."""
     found = []
     start = 0
     for model in models:
         names = _names(model)
         end = start + len(names)
-        found.append(_persistent(session, model, dict(zip(names, row[start:end], strict=True))))
+        obj = None if seen is None else seen.get((model, row[start]))  # the key comes first
+        if obj is None:
+            obj = _persistent(session, model, dict(zip(names, row[start:end], strict=True)))
+            if seen is not None:
+                seen[model, row[start]] = obj
+        found.append(obj)
         start = end
     return found
 
 
 @cache
 def _names(model: Any) -> tuple[str, ...]:
-    return tuple(c.name for c in model.__table__.c)
+    """The columns of ``model``'s table, in order: its key first (``_objects`` relies on it)."""
+    names = tuple(c.name for c in model.__table__.c)
+    if names[0] != "id":
+        raise RuntimeError(f"{model.__name__}: the key must be the first column, not {names[0]}")
+    return names
 
 
 def load_case(session: Session, case_id: int, *, lock: bool = False) -> tuple[Case, Structure, Candidate]:

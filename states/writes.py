@@ -4,10 +4,11 @@ A transition writes through ``write``: the case row (guarded by its version),
 its history row, its outbox rows, a tranche paid (guarded by its status). Out
 of a batch run each statement runs at once, as it always did. A batch run
 (``states.batch``) opens ``deferred`` around a chunk: the same statements are
-then gathered, in order, and ``Chunk.flush`` runs them with one
-``executemany`` per statement at the end of the chunk, in the chunk's
-transaction. The guards stay: a guarded statement must change exactly one row
-per parameter set, and the chunk checks the sum (``ChunkConflict`` if not; the
+then gathered, in order, and ``Chunk.flush`` runs them at the end of the chunk,
+in the chunk's transaction: each table's in the order they came, one
+``executemany`` per run of the same statement. The guards stay: a guarded
+statement must change exactly one row per parameter set, and the chunk checks
+the sum (``ChunkConflict`` if not; the
 batch run then rolls the chunk back and does it again case by case, so that the
 changed case is named and nothing is written twice).
 
@@ -62,26 +63,28 @@ class Chunk:
         return sum(len(rows) for _, rows, _ in self.log)
 
     def flush(self, session: Session) -> None:
-        """Run the gathered writes, one ``executemany`` per statement, in the order each was first used.
+        """Run the gathered writes: each table's in the order they came, one ``executemany`` per run of
+        writes of the same statement (the whole chunk's, when its transitions wrote alike).
 
         Raises ``ChunkConflict`` when a guarded statement changed fewer rows than it had parameter sets.
         """
-        grouped: dict[int, tuple[Executable, list[Params], bool]] = {}
+        by_table: dict[Any, list[tuple[Executable, list[Params], bool]]] = {}
         for statement, rows, guarded in self.log:
-            key = id(statement)
-            if key in grouped:
-                grouped[key][1].extend(rows)
+            runs = by_table.setdefault(getattr(statement, "table", statement), [])
+            if runs and runs[-1][0] is statement:
+                runs[-1][1].extend(rows)
             else:
-                grouped[key] = (statement, list(rows), guarded)
+                runs.append((statement, list(rows), guarded))
         self.log.clear()
         with session.no_autoflush:
-            for statement, rows, guarded in grouped.values():
-                changed = _execute(session, statement, rows)
-                if guarded and changed != len(rows):
-                    raise ChunkConflict(
-                        f"{len(rows) - changed} row(s) of this chunk were changed by someone else "
-                        "meanwhile: the chunk is rolled back"
-                    )
+            for runs in by_table.values():
+                for statement, rows, guarded in runs:
+                    changed = _execute(session, statement, rows)
+                    if guarded and changed != len(rows):
+                        raise ChunkConflict(
+                            f"{len(rows) - changed} row(s) of this chunk were changed by someone else "
+                            "meanwhile: the chunk is rolled back"
+                        )
 
 
 def pending(session: Session) -> Chunk | None:
