@@ -56,6 +56,7 @@ def main() -> None:
             batch.pay(engine, bench_floor.AT, policy)
         profiler.stop()
         text = profiler.output_text(unicode=True, color=False, show_all=False)
+        text = text.replace(str(Path(__file__).resolve().parents[1]) + "/", "")  # paths from the project's root
         out = args.out or Path(__file__).resolve().parent / "profiles" / f"{args.what}.txt"
         out.write_text(text, encoding="utf-8")
         print(text)
