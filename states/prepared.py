@@ -20,9 +20,10 @@ returns None and the caller runs it through SQLAlchemy.
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import Connection, Dialect
 from sqlalchemy.sql import ClauseElement, Executable
@@ -156,6 +157,21 @@ def _held(session: Session) -> _Held:
     return held
 
 
+def _new_cursor(conn: Connection) -> Any:
+    """A cursor of the driver's connection; a failure (the connection gone) goes through SQLAlchemy's handling."""
+    try:
+        return _driver(conn).cursor()
+    except BaseException as exc:
+        _raise(conn, exc, None, None, None)
+
+
+def _raise(conn: Connection, exc: BaseException, sql: str | None, params: Any, cursor: Any) -> NoReturn:
+    if isinstance(exc, Exception) and not isinstance(exc, conn.dialect.loaded_dbapi.Error):
+        raise exc  # a value the driver cannot take (an int too large): as it comes, as through SQLAlchemy
+    # SQLAlchemy's own handling: the same exception classes, a lost or interrupted connection invalidated
+    conn._handle_dbapi_exception(exc, sql, params, cursor, None)
+
+
 def _driver(conn: Connection) -> Any:
     """The driver's own connection under ``conn`` (``sqlite3`` or ``psycopg``)."""
     driver = conn.connection.driver_connection
@@ -174,19 +190,23 @@ def _run(conn: Connection, cursor: Any, sql: str, params: Any, many: bool, liste
         else:
             cursor.execute(sql, params)
     except BaseException as exc:
-        if isinstance(exc, Exception) and not isinstance(exc, conn.dialect.loaded_dbapi.Error):
-            raise  # a value the driver cannot take (an int too large): as it comes, as through SQLAlchemy
-        # SQLAlchemy's own handling: the same exception classes, a lost or interrupted connection invalidated
-        conn._handle_dbapi_exception(exc, sql, params, cursor, None)
+        _raise(conn, exc, sql, params, cursor)
+
+
+def _close(cursor: Any) -> None:
+    """Close a cursor, as SQLAlchemy does, ignoring a failure: the connection under it may be gone (the
+    statement's own error, already raised, says so)."""
+    with contextlib.suppress(Exception):  # as SQLAlchemy's own closing of a cursor
+        cursor.close()
 
 
 def run_text(conn: Connection, sql: str) -> None:
     """Run a statement without parameters (``BEGIN IMMEDIATE``) on the driver directly."""
-    cursor = _driver(conn).cursor()
+    cursor = _new_cursor(conn)
     try:
         _run(conn, cursor, sql, (), False)
     finally:
-        cursor.close()
+        _close(cursor)
 
 
 def execute(session: Session, statement: Executable, params: Params | Sequence[Params]) -> int | None:
@@ -203,7 +223,7 @@ def execute(session: Session, statement: Executable, params: Params | Sequence[P
     prepared = compile_for(statement, conn.dialect, tuple(rows[0]))
     if prepared is None:
         return None
-    cursor = _driver(conn).cursor()
+    cursor = _new_cursor(conn)
     try:
         if many:
             converted = []
@@ -217,7 +237,7 @@ def execute(session: Session, statement: Executable, params: Params | Sequence[P
             _run(conn, cursor, prepared.sql, prepared.parameters(rows[0]), False, held.listeners)
         return int(cursor.rowcount)
     finally:
-        cursor.close()
+        _close(cursor)
 
 
 def first(session: Session, statement: Executable, params: Params) -> list[Any] | None:
@@ -239,10 +259,10 @@ def _query(session: Session, statement: Executable, params: Params, one: bool) -
     prepared = compile_for(statement, conn.dialect, tuple(params))
     if prepared is None:
         return None
-    cursor = _driver(conn).cursor()
+    cursor = _new_cursor(conn)
     try:
         _run(conn, cursor, prepared.sql, prepared.parameters(params), False, held.listeners)
         raw = cursor.fetchmany(1) if one else cursor.fetchall()
     finally:
-        cursor.close()
+        _close(cursor)
     return [prepared.row(r) for r in raw]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, insert, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm.attributes import instance_state
 from sqlmodel import Session
 
@@ -188,3 +188,29 @@ def test_the_faster_attribute_set_records_what_sqlmodels_does() -> None:
     assert fast.committed_state == slow.committed_state == {"state": "selected", "escalation_level": 0}
     assert made[0].model_dump() == made[1].model_dump()
     assert made[0].__pydantic_fields_set__ == made[1].__pydantic_fields_set__
+
+
+@pytest.mark.parametrize("at_statement", [1, 2, 3, 4, 5])
+def test_a_connection_lost_mid_transition_is_sqlalchemys_error_and_nothing_is_written(
+    tmp_path: Path, at_statement: int
+) -> None:
+    url = f"sqlite:///{tmp_path / 'conum.db'}"
+    migrate(url)
+    engine = get_engine(url)
+    case_id = _case(engine)
+    count = [0]
+
+    def lose(conn: Any, *_: Any) -> None:  # the connection closed under SQLAlchemy, as a crash of it would
+        count[0] += 1
+        if count[0] == at_statement:
+            conn.connection.dbapi_connection.close()
+
+    event.listen(engine, "before_cursor_execute", lose)
+    try:
+        with pytest.raises(SQLAlchemyError, match="closed database"), write_session(engine) as s:
+            service.fire(s, case_id, "select", at=parse_instant("2026-03-03T10:00"), policy=Policy())
+    finally:
+        event.remove(engine, "before_cursor_execute", lose)
+    with Session(engine) as s:
+        case = s.get(Case, case_id)
+        assert case is not None and case.state == "candidate_presented" and case.version == 1
