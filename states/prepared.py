@@ -14,7 +14,7 @@ exception classes, a lost connection invalidated), and the listeners of
 ``before_cursor_execute`` still see each statement.
 
 A statement it cannot run this way (a default computed in Python at execution,
-an expanding ``IN``) is refused when it is prepared: ``compile``
+an expanding ``IN``) is refused when it is prepared: ``compile_for``
 returns None and the caller runs it through SQLAlchemy.
 """
 

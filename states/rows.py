@@ -3,8 +3,8 @@
 A transition reads and writes the same few rows every time; these functions do it with the statements
 compiled once and run on the driver's cursor (``states.prepared``), in the caller's transaction. The
 objects are the models' own (``Case``, ``Structure``, ``Candidate``), made as the ORM makes them from a
-row, so that the domain reads and changes them as any model; the case is written back by ``CASE.write``,
-whole and guarded by its version.
+row, so that the domain reads and changes them as any model; the case is written back by ``CASE.write``:
+the columns it changed, guarded by its version.
 """
 
 from __future__ import annotations
@@ -65,19 +65,18 @@ class Versioned:
         found = self._by_columns.get(names)
         if found is None:
             binds = tuple((name, bind) for name, bind in self.binds if name in names)
-            found = self._by_columns[names] = (self._update({name for name, _ in binds}), binds)
+            table = self.table
+            statement = (
+                update(table)
+                .where(table.c.id == bindparam("b_id"), table.c.version == bindparam("b_version"))
+                .values({**{name: bindparam(bind) for name, bind in binds}, "version": bindparam("b_version") + 1})
+            )
+            found = self._by_columns[names] = (statement, binds)
         return found
 
-    def _update(self, names: set[str] | tuple[str, ...]) -> Any:
-        table = self.table
-        return (
-            update(table)
-            .where(table.c.id == bindparam("b_id"), table.c.version == bindparam("b_version"))
-            .values({**{name: bindparam(f"b_{name}") for name in names}, "version": bindparam("b_version") + 1})
-        )
-
     def write(self, session: Session, obj: Any) -> None:
-        """Write the whole row of ``obj`` and move its version; ``Conflict`` if another transaction moved it.
+        """Write the columns of ``obj`` a transition changed and move its version; ``Conflict`` if another
+        transaction moved it.
 
         What the ORM's flush of a versioned row does, as one prepared statement: the object is then marked
         as written (no second UPDATE at the next flush).
@@ -103,7 +102,7 @@ class Versioned:
         state._commit_all(loaded, state._instance_dict())
 
 
-#: a case is written whole by its transitions; its two parties never change
+#: a case is written by its transitions; its two parties never change
 CASE = Versioned(_CASE_TABLE, "case", ("structure_id", "candidate_id"))
 
 

@@ -8,16 +8,14 @@ answers).
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import migrated_pg_database
 from sqlalchemy import Engine, event, insert, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm.attributes import instance_state
 from sqlmodel import Session
@@ -29,12 +27,7 @@ from states.errors import Conflict
 from states.models import Case, Outbox, Tranche
 from states.policy import Policy
 
-PG_URL = os.environ.get("CONUM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 AT = datetime(2026, 3, 2, 9, 30, 15, 123456, tzinfo=UTC)
-
-
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -45,21 +38,8 @@ def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engin
         migrate(url)
         yield get_engine(url)
         return
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(_libpq(PG_URL), autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable: {exc}".strip())
-    name = f"conum_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate(url)
+    with migrated_pg_database("conum_prepared") as url:
         yield get_engine(url)
-    finally:
-        get_engine(url).dispose()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def _case(engine: Engine) -> int:

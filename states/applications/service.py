@@ -47,7 +47,7 @@ _OUTBOX_INSERT = insert(Outbox.__table__)  # type: ignore[attr-defined]
 MACHINE = Machine(model=None, send_event=True, **SPEC)
 _APP_TABLE: Table = Application.__table__  # type: ignore[attr-defined]
 _STRUCTURE_TABLE: Table = Structure.__table__  # type: ignore[attr-defined]
-#: an application is written whole by its transitions; its structure never changes
+#: an application is written by its transitions; its structure never changes
 _APPLICATION = rows.Versioned(_APP_TABLE, "application", ("structure_id",))
 _LOAD = (
     select(*_APP_TABLE.c, *_STRUCTURE_TABLE.c)
